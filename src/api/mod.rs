@@ -1,0 +1,246 @@
+//! The read side: events and event errors as JSON, behind a bearer token.
+
+pub mod auth;
+pub mod health;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::domain::{Reason, Timestamp};
+use crate::http_error::error_response;
+use crate::store::{ErrorQuery, EventCursor, EventQuery, Order, StoreError, StoredError, StoredEvent};
+
+/// Page size when `limit` is not given.
+const DEFAULT_LIMIT: usize = 100;
+/// Largest page a client may ask for.
+const MAX_LIMIT: usize = 1000;
+
+/// Errors of the read API, mapped to statuses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no or bad token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 404: no such item.
+    #[error("{0}")]
+    NotFound(String),
+    /// 503: the store failed; the cause is logged, not shown.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = match self {
+            Self::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, "bad_request", m),
+            Self::Unauthorized(m) => error_response(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Self::NotFound(m) => error_response(StatusCode::NOT_FOUND, "not_found", m),
+            Self::Store(e) => {
+                tracing::error!(error = %e, "read API store failure");
+                error_response(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is not available; retry later")
+            }
+        };
+        auth::challenge(&mut response);
+        response
+    }
+}
+
+/// The read API's routes, all behind [`auth::require_token`].
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api/events", get(list_events))
+        .route("/api/events/{event_id}", get(get_event))
+        .route("/api/errors", get(list_errors))
+        .route_layer(middleware::from_fn_with_state(state, auth::require_token))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventParams {
+    session_id: Option<String>,
+    category: Option<String>,
+    name: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    order: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErrorParams {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// An event as the API shows it.
+#[derive(Debug, Serialize)]
+struct EventOut {
+    event_id: Uuid,
+    session_id: String,
+    category: String,
+    name: String,
+    data: Box<RawValue>,
+    timestamp: String,
+    received_at: String,
+}
+
+impl From<StoredEvent> for EventOut {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            event_id: e.event_id,
+            session_id: e.session_id,
+            category: e.category,
+            name: e.name,
+            data: e.data,
+            timestamp: e.timestamp.to_string(),
+            received_at: Timestamp::from(e.received_at).to_string(),
+        }
+    }
+}
+
+/// An event error as the API shows it.
+#[derive(Debug, Serialize)]
+struct ErrorOut {
+    id: i64,
+    event_id: Uuid,
+    raw: String,
+    reasons: Vec<Reason>,
+    received_at: String,
+}
+
+impl From<StoredError> for ErrorOut {
+    fn from(e: StoredError) -> Self {
+        Self {
+            id: e.id,
+            event_id: e.event_id,
+            raw: e.raw,
+            reasons: e.reasons,
+            received_at: Timestamp::from(e.received_at).to_string(),
+        }
+    }
+}
+
+fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    value
+        .map(|v| Timestamp::parse(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}"))))
+        .transpose()
+}
+
+fn limit_param(value: Option<&str>) -> Result<usize, ApiError> {
+    match value {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n @ 1..=MAX_LIMIT) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+        },
+    }
+}
+
+fn encode_cursor(text: String) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::BadRequest("cursor is not one this API handed out".into()))
+}
+
+/// Event cursors carry the order they were made for, so a cursor cannot be
+/// replayed with the other order and silently skip events.
+fn event_cursor(cursor: &str, order: Order) -> Result<EventCursor, ApiError> {
+    let text = decode_cursor(cursor)?;
+    let bad = || ApiError::BadRequest("cursor is not one this API handed out for this order".into());
+    let mut parts = text.split(':');
+    let expected = if order == Order::Asc { "a" } else { "d" };
+    if parts.next() != Some(expected) {
+        return Err(bad());
+    }
+    let timestamp_micros = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let row_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    Ok(EventCursor { timestamp_micros, row_id })
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    q: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = params(q)?;
+    let order = match p.order.as_deref() {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(_) => return Err(ApiError::BadRequest("order must be asc or desc".into())),
+    };
+    let query = EventQuery {
+        session_id: p.session_id,
+        category: p.category,
+        name: p.name,
+        from: time_param("from", p.from.as_deref())?,
+        to: time_param("to", p.to.as_deref())?,
+        order,
+        limit: limit_param(p.limit.as_deref())?,
+        after: p.cursor.as_deref().map(|c| event_cursor(c, order)).transpose()?,
+    };
+    let page = state.store.events(&query).await?;
+    let tag = if order == Order::Asc { "a" } else { "d" };
+    let next = page.next.map(|c| encode_cursor(format!("{tag}:{}:{}", c.timestamp_micros, c.row_id)));
+    let events: Vec<EventOut> = page.items.into_iter().map(EventOut::from).collect();
+    Ok(Json(serde_json::json!({"events": events, "next_cursor": next})))
+}
+
+async fn get_event(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<EventOut>, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let event_id = Uuid::parse_str(&id).map_err(|_| ApiError::BadRequest("event id must be a UUID".into()))?;
+    let event = state.store.event(event_id).await?;
+    event.map(|e| Json(e.into())).ok_or_else(|| ApiError::NotFound(format!("no event {event_id}")))
+}
+
+async fn list_errors(
+    State(state): State<AppState>,
+    q: Result<Query<ErrorParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = params(q)?;
+    let after = match p.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            let text = decode_cursor(c)?;
+            let id = text.strip_prefix("x:").and_then(|n| n.parse().ok());
+            Some(id.ok_or_else(|| ApiError::BadRequest("cursor is not one this API handed out".into()))?)
+        }
+    };
+    let query = ErrorQuery {
+        from: time_param("from", p.from.as_deref())?,
+        to: time_param("to", p.to.as_deref())?,
+        limit: limit_param(p.limit.as_deref())?,
+        after,
+    };
+    let page = state.store.errors(&query).await?;
+    let next = page.next.map(|id| encode_cursor(format!("x:{id}")));
+    let errors: Vec<ErrorOut> = page.items.into_iter().map(ErrorOut::from).collect();
+    Ok(Json(serde_json::json!({"errors": errors, "next_cursor": next})))
+}

@@ -1,0 +1,143 @@
+//! Wiring: the shared state, the router, and `serve` with its two-phase shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::domain::{Clock, SystemClock};
+use crate::ingest::{self, Limits};
+use crate::queue::{Queue, Spool};
+use crate::store::{self, Store};
+use crate::worker::{CatalogCache, Worker};
+use crate::{api, http_error};
+
+/// What every handler shares. Backends and the clock are traits so tests can inject them.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Settings in force.
+    pub settings: Arc<Settings>,
+    /// Request limits, derived once from the settings.
+    pub limits: Arc<Limits>,
+    /// Where events and errors live.
+    pub store: Arc<dyn Store>,
+    /// Where accepted events wait for the workers.
+    pub queue: Arc<dyn Queue>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when shutdown begins; `/readyz` then answers 503.
+    pub draining: CancellationToken,
+}
+
+/// The assembled service: state plus the worker template.
+#[derive(Debug)]
+pub struct App {
+    state: AppState,
+    worker: Worker,
+}
+
+impl App {
+    /// Opens the store (migrating it) and the queue the settings name.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`App::build`], with an injected clock.
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
+        let store = store::open(&settings.database_url()).await?;
+        store.migrate().await?;
+        let queue: Arc<dyn Queue> = Arc::new(Spool::open(&settings.spool_path(), settings.queue_max_depth).await?);
+        let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(settings.catalog_refresh_secs)));
+        let worker = Worker::new(queue.clone(), store.clone(), catalog, clock.clone(), &settings);
+        let state = AppState {
+            limits: Arc::new(Limits::from(&settings)),
+            settings: Arc::new(settings),
+            store,
+            queue,
+            clock,
+            draining: CancellationToken::new(),
+        };
+        Ok(Self { state, worker })
+    }
+
+    /// The shared state (tests reach the backends through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A worker over this app's queue and store (tests drive it step by step).
+    pub fn worker(&self) -> Worker {
+        self.worker.clone()
+    }
+
+    /// Serves HTTP on `listener` and runs `settings.workers` workers until `shutdown`
+    /// completes. Then: stop accepting and finish in-flight requests; then stop the
+    /// workers after their current batch. Each phase has `shutdown_timeout_secs`.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let settings = self.state.settings.clone();
+        let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
+        let stop_workers = CancellationToken::new();
+        let workers: Vec<_> = (0..settings.workers)
+            .map(|_| tokio::spawn(self.worker.clone().run(stop_workers.clone())))
+            .collect();
+
+        let draining = self.state.draining.clone();
+        let http = axum::serve(listener, router(self.state.clone())).with_graceful_shutdown({
+            let draining = draining.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections; finishing requests in flight");
+                draining.cancel();
+            }
+        });
+        let overdue = async {
+            draining.cancelled().await;
+            tokio::time::sleep(deadline).await;
+        };
+        tokio::select! {
+            result = http => result?,
+            () = overdue => tracing::warn!(?deadline, "requests still in flight at the deadline; closing them"),
+        }
+
+        stop_workers.cancel();
+        let joined = tokio::time::timeout(deadline, futures_join(workers)).await;
+        if joined.is_err() {
+            tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for handle in handles {
+        if let Err(e) = handle.await {
+            tracing::error!(error = %e, "a worker task failed");
+        }
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    Router::new()
+        .route("/collector", post(ingest::collect))
+        .route("/collector/", post(ingest::collect))
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
+        .merge(api::routes(state.clone()))
+        .fallback(http_error::not_found)
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,232 @@
+//! One typed [`Settings`], layered: defaults < TOML file < `THE_EYE_*` environment < flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Every setting of the service. Each field is also an environment variable:
+/// `THE_EYE_` followed by the field name in capitals (`listen` → `THE_EYE_LISTEN`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Directory for the spool and the default SQLite database.
+    pub data_dir: PathBuf,
+    /// Store URL; unset means `sqlite://<data_dir>/the-eye.db`.
+    pub database_url: Option<String>,
+    /// Worker tasks inside `serve` (0: ingest only, no processing).
+    pub workers: usize,
+    /// Queue entries a worker takes, validates and writes in one transaction.
+    pub worker_batch_size: usize,
+    /// Failed processing attempts before an entry becomes an event error.
+    pub max_attempts: u32,
+    /// Largest request body on the wire, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decoding, in bytes (413 beyond).
+    pub max_decompressed_bytes: usize,
+    /// Most events in one request (413 beyond).
+    pub max_events_per_request: usize,
+    /// Largest single event, in bytes of compact JSON (413 beyond).
+    pub max_event_bytes: usize,
+    /// Deepest nesting of arrays and objects in a body, counting the outer one (400 beyond).
+    pub max_json_depth: usize,
+    /// Longest `session_id`, `category` and `name`, in characters.
+    pub max_text_chars: usize,
+    /// How far in the future an event timestamp may lie, in seconds.
+    pub max_clock_skew_secs: u64,
+    /// How much of a body that is not JSON is kept in its event error, in bytes.
+    pub max_rejected_body_bytes: usize,
+    /// Queue entries waiting for a worker before the collector answers 503.
+    pub queue_max_depth: u64,
+    /// Seconds a client is told to wait (`Retry-After`) when the queue is full or down.
+    pub retry_after_secs: u64,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Seconds a shutdown waits for in-flight requests, then for workers.
+    pub shutdown_timeout_secs: u64,
+    /// Seconds the worker keeps a copy of categories and event types before reloading.
+    pub catalog_refresh_secs: u64,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            workers: 2,
+            worker_batch_size: 1000,
+            max_attempts: 5,
+            max_body_bytes: 1024 * 1024,
+            max_decompressed_bytes: 1024 * 1024,
+            max_events_per_request: 1000,
+            max_event_bytes: 64 * 1024,
+            max_json_depth: 32,
+            max_text_chars: 255,
+            max_clock_skew_secs: 300,
+            max_rejected_body_bytes: 64 * 1024,
+            queue_max_depth: 1_000_000,
+            retry_after_secs: 1,
+            request_timeout_secs: 10,
+            shutdown_timeout_secs: 10,
+            catalog_refresh_secs: 2,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Values given as command-line flags; `None` leaves the lower layers in force.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// `--workers`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+}
+
+/// A setting that is missing, malformed or out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or a value has the wrong type.
+    #[error(transparent)]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of its range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layers: defaults, the TOML file if given, the environment, then the flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from_env(file, overrides, Env::prefixed("THE_EYE_"))
+    }
+
+    fn load_from_env(file: Option<&Path>, overrides: &Overrides, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // THE_EYE_LOG is the log filter, read by telemetry, not a setting.
+        let env = env.ignore(&["log"]);
+        let settings: Settings =
+            figment.merge(env).merge(Serialized::globals(overrides)).extract().map_err(Box::new)?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("worker_batch_size", self.worker_batch_size as u64),
+            ("max_attempts", u64::from(self.max_attempts)),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_decompressed_bytes", self.max_decompressed_bytes as u64),
+            ("max_events_per_request", self.max_events_per_request as u64),
+            ("max_event_bytes", self.max_event_bytes as u64),
+            ("max_json_depth", self.max_json_depth as u64),
+            ("max_text_chars", self.max_text_chars as u64),
+            ("queue_max_depth", self.queue_max_depth),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be greater than 0")));
+        }
+        // serde_json refuses deeper documents itself; past that our limit would be a lie.
+        if self.max_json_depth > 120 {
+            return Err(ConfigError::Invalid("max_json_depth must be at most 120".into()));
+        }
+        Ok(())
+    }
+
+    /// The store URL in force.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("the-eye.db").display()))
+    }
+
+    /// Path of the embedded spool database.
+    pub fn spool_path(&self) -> PathBuf {
+        self.data_dir.join("spool.db")
+    }
+
+    /// `Retry-After` for 503 answers.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs(self.retry_after_secs.max(1))
+    }
+
+    /// The validation rules derived from these settings.
+    pub fn rules(&self) -> crate::domain::Rules {
+        crate::domain::Rules {
+            max_text_chars: self.max_text_chars,
+            max_clock_skew: chrono::Duration::seconds(self.max_clock_skew_secs.min(i64::MAX as u64) as i64),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("eye.toml", "listen = \"0.0.0.0:9000\"\nworkers = 7\nmax_text_chars = 10\n")?;
+            jail.set_env("THE_EYE_WORKERS", "3");
+            jail.set_env("THE_EYE_DATA_DIR", "/env/dir");
+            let overrides = Overrides { data_dir: Some("/flag/dir".into()), ..Default::default() };
+            let s = Settings::load(Some(Path::new("eye.toml")), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.to_string(), "0.0.0.0:9000"); // file
+            assert_eq!(s.workers, 3); // env beats file
+            assert_eq!(s.data_dir, PathBuf::from("/flag/dir")); // flag beats env
+            assert_eq!(s.max_text_chars, 10);
+            assert_eq!(s.max_body_bytes, Settings::default().max_body_bytes); // default
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("eye.toml", "lisen = \"x\"\n")?;
+            assert!(Settings::load(Some(Path::new("eye.toml")), &Overrides::default()).is_err());
+            jail.create_file("eye.toml", "")?;
+            jail.set_env("THE_EYE_MAX_BODY_BYTES", "0");
+            let err = Settings::load(Some(Path::new("eye.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("max_body_bytes"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_the_data_dir() {
+        let s = Settings { data_dir: "/var/eye".into(), ..Default::default() };
+        assert_eq!(s.database_url(), "sqlite:///var/eye/the-eye.db");
+    }
+}

@@ -1,0 +1,260 @@
+//! Turning a request body into queue entries: media type, size limits, gzip,
+//! nesting depth, JSON, and one id per event. Pure functions of the request.
+
+use std::io::Read;
+
+use axum::http::{header, HeaderMap};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::IngestError;
+use crate::config::Settings;
+use crate::domain::event_id;
+
+/// The size and shape limits of a request, from the settings.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest body on the wire.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decoding.
+    pub max_decompressed_bytes: usize,
+    /// Most events per request.
+    pub max_events: usize,
+    /// Largest single event.
+    pub max_event_bytes: usize,
+    /// Deepest nesting, counting the outer array or object.
+    pub max_depth: usize,
+}
+
+impl From<&Settings> for Limits {
+    fn from(s: &Settings) -> Self {
+        Self {
+            max_body_bytes: s.max_body_bytes,
+            max_decompressed_bytes: s.max_decompressed_bytes,
+            max_events: s.max_events_per_request,
+            max_event_bytes: s.max_event_bytes,
+            max_depth: s.max_json_depth,
+        }
+    }
+}
+
+/// A body that is not acceptable JSON. It is answered 400 and kept as an event error.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable code, e.g. `invalid_json`.
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+/// Accepts `application/json` and `text/plain` (what `navigator.sendBeacon` sends
+/// for a string, so browsers need no CORS preflight), with any parameters.
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "text/plain" => Ok(()),
+        "" => Err(IngestError::MediaType("Content-Type is missing; send application/json or text/plain".into())),
+        other => Err(IngestError::MediaType(format!(
+            "Content-Type {other} is not accepted; send application/json or text/plain"
+        ))),
+    }
+}
+
+/// Undoes `Content-Encoding` (identity or gzip), never producing more than the cap.
+pub fn decode_content(headers: &HeaderMap, body: &[u8], limits: &Limits) -> Result<Vec<u8>, IngestError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    match encoding.trim().to_ascii_lowercase().as_str() {
+        "identity" | "" => {
+            if body.len() > limits.max_decompressed_bytes {
+                return Err(too_large_decoded(limits));
+            }
+            Ok(body.to_vec())
+        }
+        "gzip" | "x-gzip" => {
+            let cap = limits.max_decompressed_bytes;
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(cap));
+            // Read one byte past the cap: that is how a bomb is told from a body exactly at it.
+            flate2::read::MultiGzDecoder::new(body)
+                .take(cap as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| IngestError::BadEncoding(format!("body is not valid gzip: {e}")))?;
+            if out.len() > cap {
+                return Err(too_large_decoded(limits));
+            }
+            Ok(out)
+        }
+        other => Err(IngestError::MediaType(format!(
+            "Content-Encoding {other} is not accepted; send the body plain or gzip-compressed"
+        ))),
+    }
+}
+
+fn too_large_decoded(limits: &Limits) -> IngestError {
+    IngestError::TooLarge(format!("decoded body exceeds {} bytes", limits.max_decompressed_bytes))
+}
+
+/// Splits a decoded body into events, each with its id and compact JSON.
+/// `Err(Ok(refusal))`: the body is not acceptable JSON (400, recorded);
+/// `Err(Err(e))`: a limit was exceeded (413, not recorded).
+pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>, Result<Refusal, IngestError>> {
+    if exceeds_depth(body, limits.max_depth) {
+        return Err(Ok(Refusal {
+            code: "too_deep",
+            message: format!("JSON nests deeper than {} levels", limits.max_depth),
+        }));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        let message = if body.iter().all(u8::is_ascii_whitespace) {
+            "body is empty; send an event object or an array of them".to_string()
+        } else {
+            format!("body is not valid JSON: {e}")
+        };
+        Ok(Refusal { code: "invalid_json", message })
+    })?;
+    let items = match value {
+        Value::Array(items) => {
+            if items.len() > limits.max_events {
+                return Err(Err(IngestError::TooLarge(format!(
+                    "{} events in one request; at most {} are allowed",
+                    items.len(),
+                    limits.max_events
+                ))));
+            }
+            items
+        }
+        obj @ Value::Object(_) => vec![obj],
+        _ => {
+            return Err(Ok(Refusal {
+                code: "not_an_event",
+                message: "body must be an event object or an array of event objects".into(),
+            }))
+        }
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let json = item.to_string();
+            if json.len() > limits.max_event_bytes {
+                return Err(Err(IngestError::TooLarge(format!(
+                    "event {i} is {} bytes; at most {} are allowed per event",
+                    json.len(),
+                    limits.max_event_bytes
+                ))));
+            }
+            Ok((event_id::assign(&item), json))
+        })
+        .collect()
+}
+
+/// True when arrays and objects nest deeper than `max` (brackets inside strings do not count).
+fn exceeds_depth(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn limits() -> Limits {
+        Limits { max_body_bytes: 1000, max_decompressed_bytes: 1000, max_events: 3, max_event_bytes: 200, max_depth: 4 }
+    }
+
+    fn refusal_code(body: &str) -> &'static str {
+        match split_events(body.as_bytes(), &limits()) {
+            Err(Ok(r)) => r.code,
+            other => panic!("expected a refusal for {body:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert!(!exceeds_depth(br#"{"a": "[[[[[[[[[[{{{{{{", "b": "\"[[[["}"#, 2));
+        assert!(exceeds_depth(b"[[[]]]", 2));
+        assert!(!exceeds_depth(b"[[]]", 2));
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_with_their_reason() {
+        assert_eq!(refusal_code(r#"{"session_id": "s""#), "invalid_json");
+        assert_eq!(refusal_code(r#"{"session_id": "\ud800"}"#), "invalid_json");
+        assert_eq!(refusal_code(""), "invalid_json");
+        assert_eq!(refusal_code("not json at all"), "invalid_json");
+        assert_eq!(refusal_code("[[[[[[1]]]]]]"), "too_deep");
+        assert_eq!(refusal_code("42"), "not_an_event");
+    }
+
+    #[test]
+    fn one_object_or_an_array_gives_events_with_ids() {
+        let one = split_events(br#"{"a": 1}"#, &limits()).unwrap();
+        assert_eq!(one.len(), 1);
+        let many = split_events(br#"[{"a": 1}, {"a": 2}, 3]"#, &limits()).unwrap();
+        assert_eq!(many.len(), 3);
+        assert_ne!(many[0].0, many[1].0);
+        assert_eq!(many[0].0, one[0].0, "same content, same id");
+        assert_eq!(many[2].1, "3", "non-objects are kept for the worker to refuse");
+    }
+
+    #[test]
+    fn count_and_size_limits_are_413s() {
+        assert!(matches!(split_events(b"[{},{},{},{}]", &limits()), Err(Err(IngestError::TooLarge(_)))));
+        let big = format!(r#"[{{"a": "{}"}}]"#, "x".repeat(300));
+        assert!(matches!(split_events(big.as_bytes(), &limits()), Err(Err(IngestError::TooLarge(_)))));
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(check_content_type(&h).is_err());
+        for ok in ["application/json", "text/plain;charset=UTF-8", "Application/JSON; charset=utf-8"] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
+            assert!(check_content_type(&h).is_ok(), "{ok}");
+        }
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        assert!(matches!(check_content_type(&h), Err(IngestError::MediaType(_))));
+    }
+
+    #[test]
+    fn gzip_is_decoded_up_to_the_cap() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let gzip = |data: &[u8]| {
+            let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(decode_content(&h, &gzip(b"{\"a\":1}"), &limits()).unwrap(), b"{\"a\":1}");
+        assert!(decode_content(&h, &gzip(&[b' '; 1000]), &limits()).is_ok());
+        assert!(matches!(decode_content(&h, &gzip(&[b' '; 1001]), &limits()), Err(IngestError::TooLarge(_))));
+        assert!(matches!(decode_content(&h, b"not gzip", &limits()), Err(IngestError::BadEncoding(_))));
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        assert!(matches!(decode_content(&h, b"x", &limits()), Err(IngestError::MediaType(_))));
+    }
+}

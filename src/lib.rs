@@ -1,0 +1,41 @@
+//! # The Eye
+//!
+//! A self-hosted collector of user-behaviour events. Websites post events; The Eye
+//! acknowledges each one only once it is durable, validates it in the background,
+//! and stores it as an **event** or, with every reason, as an **event error**.
+//!
+//! # Layout
+//!
+//! The modules follow the path of an event:
+//!
+//! ```text
+//! HTTP ──► ingest ──► queue ──► worker ──► store ◄── api
+//! ```
+//!
+//! - [`ingest`]: `POST /collector`. Media type, size limits, gzip, nesting depth,
+//!   JSON; one id per event (the client's, or derived from content); enqueue; 202.
+//! - [`queue`]: the [`queue::Queue`] trait and the embedded [`queue::Spool`]
+//!   (SQLite, WAL, fsync'd group commit). `Ok` from `enqueue` means durable.
+//! - [`worker`]: claim a batch, validate with [`domain`], write events and errors
+//!   in one transaction, acknowledge; retries, poison entries, shutdown.
+//! - [`store`]: the [`store::Store`] trait and [`store::SqliteStore`]; the only
+//!   place with SQL for events. Inserts are idempotent on `event_id`.
+//! - [`api`]: the read API (`/api/events`, `/api/errors`), bearer tokens,
+//!   `/healthz`, `/readyz`.
+//! - [`domain`]: events, timestamps, ids, categories and the validation rules;
+//!   pure code with no I/O.
+//! - [`config`]: one typed [`config::Settings`], layered defaults < file < env < flags.
+//! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
+//! - [`commands`]: what each subcommand of the `the-eye` binary does.
+
+pub mod api;
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod domain;
+pub mod http_error;
+pub mod ingest;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,368 @@
+//! The embedded queue: a SQLite database in the data dir (WAL, `synchronous=FULL`).
+//!
+//! One writer task owns the only write connection. Requests hand it their
+//! entries and wait; it takes everything that queued up while the previous
+//! commit was running, writes it in one transaction and commits once, so
+//! concurrent requests share one fsync (group commit). Acks and releases travel
+//! the same way, so the spool never sees two writers contend for its lock.
+//!
+//! Claiming is in memory: a cursor over the ever-increasing `seq`
+//! (`AUTOINCREMENT`, so a sequence number is never reused) plus a list of released
+//! entries to hand out again. After a restart the cursor starts from zero, so every
+//! entry not yet acknowledged is delivered again: at-least-once, and the store's
+//! idempotent insert on `event_id` makes that exactly-once in the tables.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use uuid::Uuid;
+
+use super::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
+use crate::domain::Reason;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    rejected_reason TEXT,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+)";
+
+/// Rows per INSERT statement; 5 parameters each stays far below SQLite's limit.
+const INSERT_CHUNK: usize = 500;
+/// Most commands folded into one group commit.
+const MAX_GROUP: usize = 4096;
+
+type Reply = oneshot::Sender<Result<u64, String>>;
+
+enum Command {
+    Append(Vec<Envelope>, Reply),
+    Ack(Vec<i64>, Reply),
+    Release(Vec<i64>, Reply),
+}
+
+#[derive(Default)]
+struct Claims {
+    /// Highest `seq` handed out since start.
+    cursor: i64,
+    /// Released entries, handed out before new ones.
+    redeliver: VecDeque<i64>,
+}
+
+/// The embedded, durable queue.
+pub struct Spool {
+    commands: mpsc::Sender<Command>,
+    reader: SqlitePool,
+    claims: Mutex<Claims>,
+    /// Entries not yet acknowledged; kept by the writer after each commit.
+    depth: Arc<AtomicU64>,
+    max_depth: u64,
+    /// Woken after every commit that appended entries.
+    appended: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("depth", &self.depth.load(Ordering::Relaxed))
+            .field("max_depth", &self.max_depth)
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool database at `path`.
+    pub async fn open(path: &Path, max_depth: u64) -> Result<Self, QueueError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("creating {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: every commit fsyncs the WAL. This is what makes a 202 durable.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let mut writer = options.clone().connect().await.map_err(unavailable)?;
+        sqlx::query(SCHEMA).execute(&mut writer).await.map_err(unavailable)?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spool")
+            .fetch_one(&mut writer)
+            .await
+            .map_err(unavailable)?;
+
+        let reader = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(unavailable)?;
+
+        let depth = Arc::new(AtomicU64::new(count as u64));
+        let appended = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::channel(MAX_GROUP);
+        tokio::spawn(write_loop(writer, rx, depth.clone(), appended.clone()));
+        Ok(Self { commands: tx, reader, claims: Mutex::new(Claims::default()), depth, max_depth, appended })
+    }
+
+    async fn send(&self, make: impl FnOnce(Reply) -> Command) -> Result<u64, QueueError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| unavailable("spool writer stopped"))?;
+        answer.await.map_err(|_| unavailable("spool writer stopped"))?.map_err(unavailable)
+    }
+
+    async fn fetch(&self, claims: &mut Claims, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let mut out = Vec::new();
+        if !claims.redeliver.is_empty() {
+            let n = claims.redeliver.len().min(max);
+            // Removed from the list only once read, so a cancelled claim loses nothing.
+            let seqs: Vec<i64> = claims.redeliver.iter().take(n).copied().collect();
+            let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM spool WHERE seq IN (");
+            let mut list = qb.separated(", ");
+            for seq in &seqs {
+                list.push_bind(*seq);
+            }
+            qb.push(") ORDER BY seq");
+            let rows = qb.build().fetch_all(&self.reader).await.map_err(unavailable)?;
+            claims.redeliver.drain(..n);
+            out.extend(rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
+        }
+        if out.len() < max {
+            let rows = sqlx::query("SELECT * FROM spool WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(claims.cursor)
+                .bind((max - out.len()) as i64)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            if let Some(last) = rows.last() {
+                claims.cursor = last.get("seq");
+            }
+            out.extend(rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
+        }
+        Ok(out)
+    }
+}
+
+fn seqs(tags: &[DeliveryTag]) -> Vec<i64> {
+    tags.iter().map(|t| t.0 as i64).collect()
+}
+
+fn decode(row: &SqliteRow) -> Result<Delivery, QueueError> {
+    let seq: i64 = row.get("seq");
+    let id: Vec<u8> = row.get("event_id");
+    let event_id = Uuid::from_slice(&id).map_err(unavailable)?;
+    let received_at = DateTime::from_timestamp_micros(row.get("received_at"))
+        .ok_or_else(|| unavailable("bad received_at in spool"))?;
+    let body: String = row.get("body");
+    let reason: Option<String> = row.get("rejected_reason");
+    let body = match reason {
+        None => Body::Event(body),
+        Some(reason) => Body::Rejected {
+            raw: body,
+            reason: serde_json::from_str::<Reason>(&reason).map_err(unavailable)?,
+        },
+    };
+    Ok(Delivery {
+        tag: DeliveryTag(seq as u128),
+        attempts: row.get::<i64, _>("attempts") as u32,
+        envelope: Envelope { event_id, received_at, body },
+    })
+}
+
+async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Command>, depth: Arc<AtomicU64>, appended: Arc<Notify>) {
+    let mut group = Vec::new();
+    while let Some(first) = rx.recv().await {
+        group.push(first);
+        // Everything that queued up while the last commit ran goes into this one.
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(cmd) => group.push(cmd),
+                Err(_) => break,
+            }
+        }
+        match apply(&mut conn, &group).await {
+            Ok(counts) => {
+                let mut added = 0;
+                let mut removed = 0;
+                for (cmd, n) in group.drain(..).zip(counts) {
+                    let reply = match cmd {
+                        Command::Append(_, r) => {
+                            added += n;
+                            r
+                        }
+                        Command::Ack(_, r) => {
+                            removed += n;
+                            r
+                        }
+                        Command::Release(_, r) => r,
+                    };
+                    let _ = reply.send(Ok(n));
+                }
+                depth.fetch_add(added, Ordering::SeqCst);
+                depth.fetch_sub(removed, Ordering::SeqCst);
+                if added > 0 {
+                    appended.notify_waiters();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, commands = group.len(), "spool commit failed");
+                for cmd in group.drain(..) {
+                    let (Command::Append(_, r) | Command::Ack(_, r) | Command::Release(_, r)) = cmd;
+                    let _ = r.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a group of commands in one transaction; returns a row count per command.
+async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<Vec<u64>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let mut counts = Vec::with_capacity(group.len());
+    for cmd in group {
+        let n = match cmd {
+            Command::Append(entries, _) => {
+                for chunk in entries.chunks(INSERT_CHUNK) {
+                    let mut qb = QueryBuilder::<Sqlite>::new(
+                        "INSERT INTO spool (event_id, received_at, rejected_reason, body) ",
+                    );
+                    qb.push_values(chunk, |mut row, e| {
+                        let (body, reason) = match &e.body {
+                            Body::Event(json) => (json.as_str(), None),
+                            Body::Rejected { raw, reason } => (raw.as_str(), serde_json::to_string(reason).ok()),
+                        };
+                        row.push_bind(e.event_id.as_bytes().to_vec())
+                            .push_bind(e.received_at.timestamp_micros())
+                            .push_bind(reason)
+                            .push_bind(body);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                entries.len() as u64
+            }
+            Command::Ack(seqs, _) => {
+                let mut deleted = 0;
+                for (lo, hi) in ranges(seqs) {
+                    deleted += sqlx::query("DELETE FROM spool WHERE seq BETWEEN ? AND ?")
+                        .bind(lo)
+                        .bind(hi)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                deleted
+            }
+            Command::Release(seqs, _) => {
+                let mut updated = 0;
+                for (lo, hi) in ranges(seqs) {
+                    updated += sqlx::query("UPDATE spool SET attempts = attempts + 1 WHERE seq BETWEEN ? AND ?")
+                        .bind(lo)
+                        .bind(hi)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                updated
+            }
+        };
+        counts.push(n);
+    }
+    tx.commit().await?;
+    Ok(counts)
+}
+
+/// Sorted, merged runs of consecutive sequence numbers: a worker's batch is
+/// usually one run, so acknowledging it is one range delete.
+fn ranges(seqs: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for s in sorted {
+        match out.last_mut() {
+            Some((_, hi)) if *hi + 1 == s => *hi = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Queue for Spool {
+    async fn enqueue(&self, entries: Vec<Envelope>) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let depth = self.depth.load(Ordering::SeqCst);
+        if depth + entries.len() as u64 > self.max_depth {
+            return Err(QueueError::Full { depth });
+        }
+        self.send(|r| Command::Append(entries, r)).await.map(|_| ())
+    }
+
+    async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for the wake-up before looking, so an append between the
+            // look and the wait is not missed.
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut claims = self.claims.lock().await;
+                let got = self.fetch(&mut claims, max).await?;
+                if !got.is_empty() {
+                    return Ok(got);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ack(&self, tags: &[DeliveryTag]) -> Result<(), QueueError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.send(|r| Command::Ack(seqs(tags), r)).await.map(|_| ())
+    }
+
+    async fn release(&self, tags: &[DeliveryTag]) -> Result<(), QueueError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let seqs = seqs(tags);
+        self.send(|r| Command::Release(seqs.clone(), r)).await?;
+        self.claims.lock().await.redeliver.extend(seqs);
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        Ok(self.depth.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn ranges_merge_consecutive_sequence_numbers() {
+        assert_eq!(ranges(&[5, 3, 4, 9, 10, 1, 4]), vec![(1, 1), (3, 5), (9, 10)]);
+        assert!(ranges(&[]).is_empty());
+    }
+}

@@ -1,0 +1,202 @@
+//! Where events, event errors and their catalog live. SQL lives only below here.
+//!
+//! Every backend implements [`Store`]; one contract test suite runs against each.
+//! Writes are idempotent on `event_id`, which is what turns the queue's
+//! at-least-once delivery into exactly-once rows.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::domain::{CategoryDef, EventTypeDef, Reason, Timestamp, ValidEvent};
+
+pub use sqlite::SqliteStore;
+
+/// A valid event with the time ingest received it.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// The validated event.
+    pub event: ValidEvent,
+    /// When ingest received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// An accepted item that failed validation (or ingest), with every reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEventError {
+    /// The id the item got at ingest; unique among errors.
+    pub event_id: Uuid,
+    /// The payload as received (JSON text, or a capped non-JSON body).
+    pub raw: String,
+    /// Every failed rule.
+    pub reasons: Vec<Reason>,
+    /// When ingest received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// What a worker writes in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    /// Valid events; duplicates of stored `event_id`s are skipped.
+    pub events: Vec<NewEvent>,
+    /// Event errors; duplicates of stored `event_id`s are skipped.
+    pub errors: Vec<NewEventError>,
+}
+
+impl WriteBatch {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// A stored event.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    /// Internal row id, the tie-breaker of keyset pagination.
+    pub row_id: i64,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The visitor's session.
+    pub session_id: String,
+    /// Category name.
+    pub category: String,
+    /// Event name.
+    pub name: String,
+    /// The event's data, JSON text as stored.
+    pub data: Box<RawValue>,
+    /// When it happened (client's clock).
+    pub timestamp: Timestamp,
+    /// When ingest received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A stored event error.
+#[derive(Clone, Debug)]
+pub struct StoredError {
+    /// Row id, also the pagination key.
+    pub id: i64,
+    /// The id the item got at ingest.
+    pub event_id: Uuid,
+    /// The payload as received.
+    pub raw: String,
+    /// Every failed rule.
+    pub reasons: Vec<Reason>,
+    /// When ingest received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Sort direction of a listing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first.
+    #[default]
+    Desc,
+    /// Oldest first: a session's events in the order they occurred.
+    Asc,
+}
+
+/// Position after which the next page of events starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventCursor {
+    /// Event time of the last event seen, µs.
+    pub timestamp_micros: i64,
+    /// Row id of the last event seen.
+    pub row_id: i64,
+}
+
+/// Filters and page of an event listing.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    /// Only this session.
+    pub session_id: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this event name.
+    pub name: Option<String>,
+    /// Events at or after this time.
+    pub from: Option<Timestamp>,
+    /// Events before this time.
+    pub to: Option<Timestamp>,
+    /// Sort direction.
+    pub order: Order,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after this position.
+    pub after: Option<EventCursor>,
+}
+
+/// Filters and page of an event-error listing (newest first).
+#[derive(Clone, Debug, Default)]
+pub struct ErrorQuery {
+    /// Errors received at or after this time.
+    pub from: Option<Timestamp>,
+    /// Errors received before this time.
+    pub to: Option<Timestamp>,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after this error id.
+    pub after: Option<i64>,
+}
+
+/// One page of a listing, and whether there is more.
+#[derive(Clone, Debug)]
+pub struct Page<T, C> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<C>,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Transient: connection lost, database locked or down. Retry later; never an event error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused the data itself; retrying the same rows will fail again.
+    #[error("store rejected the data: {0}")]
+    Rejected(String),
+    /// Setup problem: bad URL, failed migration, broken stored schema.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A store backend.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Brings the schema up to date and seeds a fresh database.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Every category and event type.
+    async fn catalog(&self) -> Result<(Vec<CategoryDef>, Vec<EventTypeDef>), StoreError>;
+    /// Writes events and errors in one transaction, skipping `event_id`s already stored.
+    async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+    /// A page of events.
+    async fn events(&self, query: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError>;
+    /// One event by id.
+    async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
+    /// A page of event errors.
+    async fn errors(&self, query: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError>;
+    /// Saves a read-API token by the SHA-256 of its secret.
+    async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError>;
+    /// True when a token with this hash exists.
+    async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError>;
+}
+
+/// Opens the store a URL names (`sqlite://…`).
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::connect(url).await?));
+    }
+    Err(StoreError::Setup(format!(
+        "unsupported database URL {:?}: this build supports sqlite://PATH",
+        url.split(':').next().unwrap_or_default()
+    )))
+}

@@ -1,0 +1,303 @@
+//! Workers: claim a batch from the queue, validate it, write events and event
+//! errors in one transaction, then acknowledge the batch.
+//!
+//! [`Worker::step`] is one such round and is what tests call;
+//! [`Worker::run`] only adds waiting, backoff and shutdown around it.
+//!
+//! Failures are sorted by whose fault they are:
+//! - the store is unavailable: retry the same batch with backoff, for as long as
+//!   it takes; the queue holds the backlog and nothing becomes an event error;
+//! - the store refuses particular rows: write the batch row by row to find them,
+//!   count an attempt against each, and after `max_attempts` record it as an
+//!   event error so it stops blocking the queue;
+//! - processing an entry panics: the same attempt counting, and the other
+//!   entries of the batch are not affected.
+
+mod catalog_cache;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use catalog_cache::CatalogCache;
+
+use crate::config::Settings;
+use crate::domain::{self, Catalog, Clock, Reason, Rules};
+use crate::queue::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
+use crate::store::{NewEvent, NewEventError, Store, StoreError, WriteBatch};
+
+/// How long an idle worker waits on the queue before looking at shutdown again.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// One consumer of the queue.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    catalog: Arc<CatalogCache>,
+    clock: Arc<dyn Clock>,
+    rules: Rules,
+    batch_size: usize,
+    max_attempts: u32,
+}
+
+/// Why a step did not complete; the entries it held stay in the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The store failed in a way a retry may fix.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Shutdown began while the store was being retried.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// What became of one delivery.
+enum Outcome {
+    Event(NewEvent),
+    Error(NewEventError),
+    /// Processing failed; try again later.
+    Retry,
+}
+
+struct Item {
+    tag: DeliveryTag,
+    attempts: u32,
+    raw: String,
+    outcome: Outcome,
+}
+
+impl Worker {
+    /// A worker over these backends with the settings' limits.
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        store: Arc<dyn Store>,
+        catalog: Arc<CatalogCache>,
+        clock: Arc<dyn Clock>,
+        settings: &Settings,
+    ) -> Self {
+        Self {
+            queue,
+            store,
+            catalog,
+            clock,
+            rules: settings.rules(),
+            batch_size: settings.worker_batch_size,
+            max_attempts: settings.max_attempts,
+        }
+    }
+
+    /// Runs until `shutdown`; finishes the batch in hand first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::default();
+        while !shutdown.is_cancelled() {
+            match self.step(IDLE_WAIT, &shutdown).await {
+                Ok(_) => backoff.reset(),
+                Err(StepError::ShuttingDown) => break,
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "worker step failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        tracing::debug!("worker stopped");
+    }
+
+    /// Processes batches until the queue has nothing claimable; returns how many entries it handled.
+    pub async fn run_until_empty(&self) -> Result<usize, StepError> {
+        let never = CancellationToken::new();
+        let mut total = 0;
+        loop {
+            match self.step(Duration::ZERO, &never).await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// One round: claim (waiting up to `wait`), validate, write, acknowledge.
+    /// Returns the number of entries claimed.
+    pub async fn step(&self, wait: Duration, shutdown: &CancellationToken) -> Result<usize, StepError> {
+        let catalog = self.catalog.get().await?;
+        let deliveries = tokio::select! {
+            _ = shutdown.cancelled() => return Err(StepError::ShuttingDown),
+            d = self.queue.claim(self.batch_size, wait) => d?,
+        };
+        let claimed = deliveries.len();
+        if claimed == 0 {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let mut items: Vec<Item> = deliveries.into_iter().map(|d| self.process(d, &catalog, now)).collect();
+
+        let mut backoff = Backoff::default();
+        loop {
+            match self.store.write(&batch_of(&items)).await {
+                Ok(()) => break,
+                Err(StoreError::Rejected(e)) => {
+                    tracing::warn!(error = %e, "store refused a batch; writing it row by row");
+                    self.isolate(&mut items).await?;
+                    break;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unavailable; will retry the batch");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(StepError::ShuttingDown),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+
+        let (retry, done): (Vec<_>, Vec<_>) = items.iter().partition(|i| matches!(i.outcome, Outcome::Retry));
+        self.queue.ack(&done.iter().map(|i| i.tag).collect::<Vec<_>>()).await?;
+        self.queue.release(&retry.iter().map(|i| i.tag).collect::<Vec<_>>()).await?;
+        tracing::debug!(claimed, retried = retry.len(), "batch done");
+        Ok(claimed)
+    }
+
+    fn process(&self, d: Delivery, catalog: &Catalog, now: chrono::DateTime<chrono::Utc>) -> Item {
+        let Envelope { event_id, received_at, body } = d.envelope;
+        let raw = match &body {
+            Body::Event(json) => json.clone(),
+            Body::Rejected { raw, .. } => raw.clone(),
+        };
+        let error = |reasons: Vec<Reason>| Outcome::Error(NewEventError { event_id, raw: raw.clone(), reasons, received_at });
+        // A panic in validation (a bug, or a pathological input) must cost this entry
+        // an attempt, not the whole batch or the worker.
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &body {
+            Body::Rejected { reason, .. } => error(vec![reason.clone()]),
+            Body::Event(json) => match serde_json::from_str(json) {
+                Err(e) => error(vec![Reason::new("body", "invalid_json", e.to_string())]),
+                Ok(value) => match domain::validate(&value, event_id, now, catalog, &self.rules) {
+                    Ok(event) => Outcome::Event(NewEvent { event, received_at }),
+                    Err(reasons) => error(reasons),
+                },
+            },
+        }));
+        let outcome = outcome.unwrap_or_else(|_| {
+            tracing::error!(%event_id, attempt = d.attempts + 1, "processing an entry panicked");
+            self.last_chance(d.attempts, event_id, &raw, received_at, "processing_failed", "processing this event failed")
+        });
+        Item { tag: d.tag, attempts: d.attempts, raw, outcome }
+    }
+
+    /// After its last allowed attempt an entry becomes an event error; before that, a retry.
+    fn last_chance(
+        &self,
+        attempts: u32,
+        event_id: uuid::Uuid,
+        raw: &str,
+        received_at: chrono::DateTime<chrono::Utc>,
+        code: &str,
+        message: &str,
+    ) -> Outcome {
+        if attempts + 1 >= self.max_attempts {
+            Outcome::Error(NewEventError {
+                event_id,
+                raw: raw.to_string(),
+                reasons: vec![Reason::new("body", code, format!("{message} {} times", attempts + 1))],
+                received_at,
+            })
+        } else {
+            Outcome::Retry
+        }
+    }
+
+    /// Writes items one by one to find the ones the store refuses.
+    async fn isolate(&self, items: &mut [Item]) -> Result<(), StoreError> {
+        for item in items.iter_mut() {
+            let single = batch_of(std::slice::from_ref(item));
+            if single.is_empty() {
+                continue;
+            }
+            match self.store.write(&single).await {
+                Ok(()) => {}
+                Err(StoreError::Rejected(e)) => {
+                    let (event_id, received_at) = match &item.outcome {
+                        Outcome::Event(ev) => (ev.event.event_id, ev.received_at),
+                        Outcome::Error(err) => (err.event_id, err.received_at),
+                        Outcome::Retry => continue,
+                    };
+                    tracing::warn!(%event_id, error = %e, "store refused an entry");
+                    item.outcome = self.last_chance(
+                        item.attempts,
+                        event_id,
+                        &item.raw,
+                        received_at,
+                        "store_rejected",
+                        "the store refused this event",
+                    );
+                    if let Outcome::Error(err) = &item.outcome {
+                        let fallback = WriteBatch { events: vec![], errors: vec![err.clone()] };
+                        if let Err(e) = self.store.write(&fallback).await {
+                            tracing::error!(%event_id, error = %e, "store refused the event error too; will retry");
+                            item.outcome = Outcome::Retry;
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+
+
+fn batch_of(items: &[Item]) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for item in items {
+        match &item.outcome {
+            Outcome::Event(e) => batch.events.push(e.clone()),
+            Outcome::Error(e) => batch.errors.push(e.clone()),
+            Outcome::Retry => {}
+        }
+    }
+    batch
+}
+
+/// Exponential backoff from 100 ms, doubling up to 5 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = Duration::from_millis(100u64 << self.failures.min(6)).min(Duration::from_secs(5));
+        self.failures += 1;
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..8).map(|_| b.next_delay()).collect();
+        assert_eq!(delays[0], Duration::from_millis(100));
+        assert_eq!(delays[1], Duration::from_millis(200));
+        assert_eq!(delays[7], Duration::from_secs(5));
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}
