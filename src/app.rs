@@ -83,13 +83,16 @@ impl App {
     /// Serves HTTP on `listener` and runs `settings.workers` workers until `shutdown`
     /// completes. Then: stop accepting and finish in-flight requests; then stop the
     /// workers after their current batch. Each phase has `shutdown_timeout_secs`.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
         let stop_workers = CancellationToken::new();
-        let workers: Vec<_> = (0..settings.workers)
-            .map(|_| tokio::spawn(self.worker.clone().run(stop_workers.clone())))
-            .collect();
+        let workers: Vec<_> =
+            (0..settings.workers).map(|_| tokio::spawn(self.worker.clone().run(stop_workers.clone()))).collect();
 
         let draining = self.state.draining.clone();
         let http = axum::serve(listener, router(self.state.clone())).with_graceful_shutdown({

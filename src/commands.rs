@@ -10,9 +10,8 @@ use crate::store;
 
 /// `the-eye serve`: HTTP and (unless `workers = 0`) the embedded workers, until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener =
+        TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let app = App::build(settings.clone()).await?;
     let addr = listener.local_addr()?;
     tracing::info!(

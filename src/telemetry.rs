@@ -1,5 +1,7 @@
 //! Logs: `tracing`, filtered by `THE_EYE_LOG` (or `RUST_LOG`), as text or JSON lines.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -11,6 +13,7 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // try_init: a second call (tests) keeps the first subscriber.
     let _ = match format {

@@ -36,7 +36,9 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let Some(token) = token else {
-        return Err(ApiError::Unauthorized("send Authorization: Bearer <token> (create one with `the-eye tokens create`)"));
+        return Err(ApiError::Unauthorized(
+            "send Authorization: Bearer <token> (create one with `the-eye tokens create`)",
+        ));
     };
     if !state.store.token_exists(&hash_token(token)).await? {
         return Err(ApiError::Unauthorized("the bearer token is not valid"));

@@ -20,7 +20,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let depth = state.queue.depth().await.map_err(|e| e.to_string());
     let draining = state.draining.is_cancelled();
     let ready = store.is_ok() && depth.is_ok() && !draining;
-    let status = if draining { "shutting_down" } else if ready { "ready" } else { "unavailable" };
+    let status = if draining {
+        "shutting_down"
+    } else if ready {
+        "ready"
+    } else {
+        "unavailable"
+    };
     let body = json!({
         "status": status,
         "store": store.err().unwrap_or_else(|| "ok".into()),

@@ -49,7 +49,11 @@ impl IntoResponse for ApiError {
             Self::NotFound(m) => error_response(StatusCode::NOT_FOUND, "not_found", m),
             Self::Store(e) => {
                 tracing::error!(error = %e, "read API store failure");
-                error_response(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is not available; retry later")
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is not available; retry later",
+                )
             }
         };
         auth::challenge(&mut response);
@@ -141,9 +145,7 @@ fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 }
 
 fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
-    value
-        .map(|v| Timestamp::parse(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}"))))
-        .transpose()
+    value.map(|v| Timestamp::parse(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))).transpose()
 }
 
 fn limit_param(value: Option<&str>) -> Result<usize, ApiError> {

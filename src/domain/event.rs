@@ -99,9 +99,7 @@ fn text(obj: &Map<String, Value>, field: &str, rules: &Rules, identifier: bool) 
 }
 
 fn data(obj: &Map<String, Value>) -> Result<&Map<String, Value>, Reason> {
-    required(obj, "data")?
-        .as_object()
-        .ok_or_else(|| Reason::new("data", "wrong_type", "data must be a JSON object"))
+    required(obj, "data")?.as_object().ok_or_else(|| Reason::new("data", "wrong_type", "data must be a JSON object"))
 }
 
 fn timestamp(obj: &Map<String, Value>, now: DateTime<Utc>, rules: &Rules) -> Result<Timestamp, Reason> {
@@ -113,10 +111,7 @@ fn timestamp(obj: &Map<String, Value>, now: DateTime<Utc>, rules: &Rules) -> Res
         return Err(Reason::new(
             "timestamp",
             "in_future",
-            format!(
-                "timestamp {ts} is more than {}s ahead of the server clock",
-                rules.max_clock_skew.num_seconds()
-            ),
+            format!("timestamp {ts} is more than {}s ahead of the server clock", rules.max_clock_skew.num_seconds()),
         ));
     }
     Ok(ts)
@@ -202,7 +197,8 @@ mod tests {
 
     #[test]
     fn wrong_json_types_are_refused_all_at_once() {
-        let got = reasons_for(json!({"session_id": 12, "category": ["x"], "name": null, "data": "str", "timestamp": 5}));
+        let got =
+            reasons_for(json!({"session_id": 12, "category": ["x"], "name": null, "data": "str", "timestamp": 5}));
         assert_eq!(
             got,
             vec![

@@ -14,11 +14,7 @@ use super::Timestamp;
 
 /// The id an event gets at ingest: its valid `event_id`, else one derived from content.
 pub fn assign(event: &Value) -> Uuid {
-    event
-        .get("event_id")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .unwrap_or_else(|| derive(event))
+    event.get("event_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()).unwrap_or_else(|| derive(event))
 }
 
 /// Derives the content id of an event (see the module docs).
@@ -126,7 +122,16 @@ mod tests {
         assert!(derive(&event()) < derive(&later));
         let id = derive(&event());
         assert_eq!(id.get_version_num(), 8);
-        let millis = u64::from_be_bytes([0, 0, id.as_bytes()[0], id.as_bytes()[1], id.as_bytes()[2], id.as_bytes()[3], id.as_bytes()[4], id.as_bytes()[5]]);
+        let millis = u64::from_be_bytes([
+            0,
+            0,
+            id.as_bytes()[0],
+            id.as_bytes()[1],
+            id.as_bytes()[2],
+            id.as_bytes()[3],
+            id.as_bytes()[4],
+            id.as_bytes()[5],
+        ]);
         assert_eq!(millis, 1_609_492_527_243);
     }
 

@@ -18,9 +18,7 @@ impl Timestamp {
         let parsed = if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
             dt.with_timezone(&Utc)
         } else {
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-                .map_err(|_| InvalidTimestamp)?
-                .and_utc()
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| InvalidTimestamp)?.and_utc()
         };
         Self::from_micros(parsed.timestamp_micros()).ok_or(InvalidTimestamp)
     }

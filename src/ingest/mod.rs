@@ -62,8 +62,12 @@ impl IntoResponse for IngestError {
             }
             Self::Unavailable(cause, retry_after) => {
                 let (code, message) = match cause {
-                    QueueError::Full { .. } => ("queue_full", "too many events are waiting to be processed; retry later"),
-                    QueueError::Unavailable(_) => ("queue_unavailable", "events cannot be stored durably right now; retry later"),
+                    QueueError::Full { .. } => {
+                        ("queue_full", "too many events are waiting to be processed; retry later")
+                    }
+                    QueueError::Unavailable(_) => {
+                        ("queue_unavailable", "events cannot be stored durably right now; retry later")
+                    }
                 };
                 let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, code, message);
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

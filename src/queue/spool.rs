@@ -99,10 +99,8 @@ impl Spool {
             .busy_timeout(Duration::from_secs(5));
         let mut writer = options.clone().connect().await.map_err(unavailable)?;
         sqlx::query(SCHEMA).execute(&mut writer).await.map_err(unavailable)?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spool")
-            .fetch_one(&mut writer)
-            .await
-            .map_err(unavailable)?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM spool").fetch_one(&mut writer).await.map_err(unavailable)?;
 
         let reader = SqlitePoolOptions::new()
             .max_connections(2)
@@ -169,10 +167,9 @@ fn decode(row: &SqliteRow) -> Result<Delivery, QueueError> {
     let reason: Option<String> = row.get("rejected_reason");
     let body = match reason {
         None => Body::Event(body),
-        Some(reason) => Body::Rejected {
-            raw: body,
-            reason: serde_json::from_str::<Reason>(&reason).map_err(unavailable)?,
-        },
+        Some(reason) => {
+            Body::Rejected { raw: body, reason: serde_json::from_str::<Reason>(&reason).map_err(unavailable)? }
+        }
     };
     Ok(Delivery {
         tag: DeliveryTag(seq as u128),
@@ -181,7 +178,12 @@ fn decode(row: &SqliteRow) -> Result<Delivery, QueueError> {
     })
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Command>, depth: Arc<AtomicU64>, appended: Arc<Notify>) {
+async fn write_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Command>,
+    depth: Arc<AtomicU64>,
+    appended: Arc<Notify>,
+) {
     let mut group = Vec::new();
     while let Some(first) = rx.recv().await {
         group.push(first);

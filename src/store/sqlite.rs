@@ -238,9 +238,8 @@ impl Store for SqliteStore {
     }
 
     async fn errors(&self, q: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, event_id, raw, reasons, received_at FROM event_errors WHERE 1 = 1",
-        );
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("SELECT id, event_id, raw, reasons, received_at FROM event_errors WHERE 1 = 1");
         if let Some(v) = q.from {
             qb.push(" AND received_at >= ").push_bind(v.micros());
         }
@@ -288,7 +287,8 @@ async fn insert_errors(
     chunk: &[NewEventError],
     created_at: i64,
 ) -> Result<(), StoreError> {
-    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at) ");
+    let mut qb =
+        QueryBuilder::<Sqlite>::new("INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at) ");
     qb.push_values(chunk, |mut row, e| {
         row.push_bind(e.event_id.as_bytes().to_vec())
             .push_bind(e.raw.as_str())

@@ -172,7 +172,8 @@ impl Worker {
             Body::Event(json) => json.clone(),
             Body::Rejected { raw, .. } => raw.clone(),
         };
-        let error = |reasons: Vec<Reason>| Outcome::Error(NewEventError { event_id, raw: raw.clone(), reasons, received_at });
+        let error =
+            |reasons: Vec<Reason>| Outcome::Error(NewEventError { event_id, raw: raw.clone(), reasons, received_at });
         // A panic in validation (a bug, or a pathological input) must cost this entry
         // an attempt, not the whole batch or the worker.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &body {
@@ -187,7 +188,14 @@ impl Worker {
         }));
         let outcome = outcome.unwrap_or_else(|_| {
             tracing::error!(%event_id, attempt = d.attempts + 1, "processing an entry panicked");
-            self.last_chance(d.attempts, event_id, &raw, received_at, "processing_failed", "processing this event failed")
+            self.last_chance(
+                d.attempts,
+                event_id,
+                &raw,
+                received_at,
+                "processing_failed",
+                "processing this event failed",
+            )
         });
         Item { tag: d.tag, attempts: d.attempts, raw, outcome }
     }
@@ -252,8 +260,6 @@ impl Worker {
         Ok(())
     }
 }
-
-
 
 fn batch_of(items: &[Item]) -> WriteBatch {
     let mut batch = WriteBatch::default();

@@ -1,0 +1,173 @@
+//! Shared test helpers: [`TestApp`] and event builders.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use the_eye::api::auth;
+use the_eye::app::{App, AppState};
+use the_eye::config::Settings;
+use the_eye::worker::Worker;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The app served on 127.0.0.1:0 with its own data dir. It runs no background
+/// workers: a test calls [`TestApp::process`] to run the queue dry, so what it
+/// asserts never depends on timing.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub token: String,
+    pub state: AppState,
+    worker: Worker,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    pub dir: Arc<TempDir>,
+}
+
+/// Settings for a test: a temp data dir, port 0, no background workers.
+pub fn test_settings(dir: &TempDir) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        workers: 0,
+        ..Settings::default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(change: impl FnOnce(&mut Settings)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let mut settings = test_settings(&dir);
+        change(&mut settings);
+        Self::spawn_in(dir, settings).await
+    }
+
+    /// Serves `settings` (whose data dir lives in `dir`).
+    pub async fn spawn_in(dir: Arc<TempDir>, settings: Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = App::build(settings).await.expect("build app");
+        let state = app.state().clone();
+        let worker = app.worker();
+        let token = auth::new_token();
+        state.store.create_token("tests", &auth::hash_token(&token)).await.expect("token");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Self { addr, client: reqwest::Client::new(), token, state, worker, stop: Some(stop), server: Some(server), dir }
+    }
+
+    /// Graceful shutdown; returns once `serve` has returned.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("serve");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs raw bytes to the collector with the given headers.
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.client.post(self.url("/collector")).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("post")
+    }
+
+    /// POSTs a JSON value to the collector.
+    pub async fn post(&self, value: &Value) -> Response {
+        self.post_raw(value.to_string(), &[("content-type", "application/json")]).await
+    }
+
+    /// POSTs and expects a 202; returns the ids.
+    pub async fn accept(&self, value: &Value) -> Vec<String> {
+        let response = self.post(value).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("json");
+        body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").to_string()).collect()
+    }
+
+    /// Runs the worker until the queue is empty.
+    pub async fn process(&self) -> usize {
+        self.worker.run_until_empty().await.expect("worker")
+    }
+
+    /// GET on the read API with the test token; asserts 200 and returns the body.
+    pub async fn get(&self, path_and_query: &str) -> Value {
+        let response = self.get_response(path_and_query).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path_and_query}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn get_response(&self, path_and_query: &str) -> Response {
+        self.client.get(self.url(path_and_query)).bearer_auth(&self.token).send().await.expect("get")
+    }
+
+    /// Every item of a listing (`events` or `errors`), following cursors.
+    pub async fn all(&self, path: &str, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut next: Option<String> = None;
+        loop {
+            let url = match &next {
+                None => format!("{path}{sep}limit=1000"),
+                Some(c) => format!("{path}{sep}limit=1000&cursor={c}"),
+            };
+            let page = self.get(&url).await;
+            out.extend(page[key].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => next = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn events(&self) -> Vec<Value> {
+        self.all("/api/events", "events").await
+    }
+
+    pub async fn errors(&self) -> Vec<Value> {
+        self.all("/api/errors", "errors").await
+    }
+}
+
+/// A valid pageview.
+pub fn pageview(session: &str, second: u32) -> Value {
+    json!({
+        "session_id": session,
+        "category": "page interaction",
+        "name": "pageview",
+        "data": {"host": "example.com", "path": format!("/page/{second}")},
+        "timestamp": format!("2021-01-01 09:{:02}:{:02}.243860", second / 60 % 60, second % 60)
+    })
+}
+
+/// The reason codes of an error, as `field:code` strings.
+pub fn reason_codes(error: &Value) -> Vec<String> {
+    error["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|r| format!("{}:{}", r["field"].as_str().unwrap_or(""), r["code"].as_str().unwrap_or("")))
+        .collect()
+}
+
+/// A fixture file from `tests/fixtures`.
+pub fn fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture json")
+}

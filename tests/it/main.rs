@@ -1,0 +1,14 @@
+//! Integration tests: one binary, the app on port 0 with a temp data dir each.
+
+// Test code: an unwrap that fails is a test that fails, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod collector;
+mod crash;
+mod queue_contract;
+mod read_api;
+mod restart;
+mod store_contract;
+mod worker;

@@ -1,0 +1,139 @@
+//! The worker's failure handling, against the real SQLite store with faults
+//! injected in front of it: an outage never becomes an event error, and a row
+//! the store refuses stops blocking the queue after `max_attempts`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use the_eye::domain::{CategoryDef, EventTypeDef, SystemClock};
+use the_eye::store::{
+    ErrorQuery, EventCursor, EventQuery, Page, SqliteStore, Store, StoreError, StoredError, StoredEvent, WriteBatch,
+};
+use the_eye::worker::{CatalogCache, Worker};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::{pageview, reason_codes, TestApp};
+
+/// The real store, with injected write failures.
+#[derive(Debug)]
+struct Faulty {
+    inner: SqliteStore,
+    /// The next this many writes fail as an outage.
+    outages: AtomicUsize,
+    /// Writes containing one of these event ids are refused.
+    poison: Mutex<HashSet<Uuid>>,
+}
+
+#[async_trait]
+impl Store for Faulty {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn catalog(&self) -> Result<(Vec<CategoryDef>, Vec<EventTypeDef>), StoreError> {
+        self.inner.catalog().await
+    }
+    async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        if self.outages.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(StoreError::Unavailable("injected outage".into()));
+        }
+        let poison = self.poison.lock().unwrap().clone();
+        if batch.events.iter().any(|e| poison.contains(&e.event.event_id)) {
+            return Err(StoreError::Rejected("injected refusal".into()));
+        }
+        self.inner.write(batch).await
+    }
+    async fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError> {
+        self.inner.events(q).await
+    }
+    async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        self.inner.event(id).await
+    }
+    async fn errors(&self, q: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError> {
+        self.inner.errors(q).await
+    }
+    async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError> {
+        self.inner.create_token(name, hash).await
+    }
+    async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError> {
+        self.inner.token_exists(hash).await
+    }
+}
+
+/// A worker over the app's queue and a faulty view of its store.
+async fn faulty_worker(app: &TestApp) -> (Worker, Arc<Faulty>) {
+    let url = app.state.settings.database_url();
+    let faulty = Arc::new(Faulty {
+        inner: SqliteStore::connect(&url).await.unwrap(),
+        outages: AtomicUsize::new(0),
+        poison: Mutex::new(HashSet::new()),
+    });
+    let store: Arc<dyn Store> = faulty.clone();
+    let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(60)));
+    let worker = Worker::new(app.state.queue.clone(), store, catalog, Arc::new(SystemClock), &app.state.settings);
+    (worker, faulty)
+}
+
+#[tokio::test]
+async fn a_store_outage_is_retried_and_never_becomes_an_event_error() {
+    let app = TestApp::spawn().await;
+    let (worker, faulty) = faulty_worker(&app).await;
+    app.accept(&serde_json::json!([pageview("outage", 1), pageview("outage", 2)])).await;
+    faulty.outages.store(3, Ordering::SeqCst);
+
+    let claimed = worker.step(Duration::ZERO, &CancellationToken::new()).await.unwrap();
+    assert_eq!(claimed, 2);
+    assert_eq!(faulty.outages.load(Ordering::SeqCst), 0, "the worker retried through the outage");
+    assert_eq!(app.events().await.len(), 2);
+    assert!(app.errors().await.is_empty());
+    assert_eq!(app.state.queue.depth().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_during_an_outage_leaves_the_batch_in_the_queue() {
+    let app = TestApp::spawn().await;
+    let (worker, faulty) = faulty_worker(&app).await;
+    app.accept(&pageview("stuck", 1)).await;
+    faulty.outages.store(usize::MAX, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    let step = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { worker.step(Duration::ZERO, &shutdown).await }
+    });
+    shutdown.cancel();
+    assert!(step.await.unwrap().is_err());
+    assert_eq!(app.state.queue.depth().await.unwrap(), 1, "not acknowledged");
+    assert!(app.errors().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_row_the_store_refuses_becomes_an_event_error_after_max_attempts() {
+    let app = TestApp::spawn_with(|s| s.max_attempts = 3).await;
+    let (worker, faulty) = faulty_worker(&app).await;
+    let ids = app.accept(&serde_json::json!([pageview("p", 1), pageview("p", 2), pageview("p", 3)])).await;
+    let poisoned = Uuid::parse_str(&ids[1]).unwrap();
+    faulty.poison.lock().unwrap().insert(poisoned);
+
+    let never = CancellationToken::new();
+    worker.step(Duration::ZERO, &never).await.unwrap();
+    // The two good events are in; the refused one waits for another attempt.
+    assert_eq!(app.events().await.len(), 2);
+    assert_eq!(app.state.queue.depth().await.unwrap(), 1);
+    worker.step(Duration::ZERO, &never).await.unwrap();
+    assert!(app.errors().await.is_empty(), "not yet: attempt 2 of 3");
+    worker.step(Duration::ZERO, &never).await.unwrap();
+
+    assert_eq!(app.state.queue.depth().await.unwrap(), 0);
+    let errors = app.errors().await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["event_id"], ids[1].as_str());
+    assert_eq!(reason_codes(&errors[0]), ["body:store_rejected"]);
+    assert!(errors[0]["reasons"][0]["message"].as_str().unwrap().contains("3 times"));
+    assert_eq!(app.events().await.len(), 2);
+}
