@@ -23,6 +23,8 @@ pub struct Settings {
     pub workers: usize,
     /// Queue entries a worker takes, validates and writes in one transaction.
     pub worker_batch_size: usize,
+    /// Milliseconds a worker waits for a partial batch to fill before writing it.
+    pub worker_linger_ms: u64,
     /// Failed processing attempts before an entry becomes an event error.
     pub max_attempts: u32,
     /// Largest request body on the wire, in bytes (413 beyond).
@@ -73,6 +75,7 @@ impl Default for Settings {
             database_url: None,
             workers: 2,
             worker_batch_size: 1000,
+            worker_linger_ms: 20,
             max_attempts: 5,
             max_body_bytes: 1024 * 1024,
             max_decompressed_bytes: 1024 * 1024,

@@ -5,6 +5,7 @@
 //! commit was running, writes it in one transaction and commits once, so
 //! concurrent requests share one fsync (group commit). Acks and releases travel
 //! the same way, so the spool never sees two writers contend for its lock.
+//! Rows travel to SQLite as one JSON array per group (see [`apply`]).
 //!
 //! Claiming is in memory: a cursor over the ever-increasing `seq`
 //! (`AUTOINCREMENT`, so a sequence number is never reused) plus a list of released
@@ -38,12 +39,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
     attempts INTEGER NOT NULL DEFAULT 0
 )";
 
-/// Rows per INSERT statement; 5 parameters each stays far below SQLite's limit.
-const INSERT_CHUNK: usize = 500;
 /// Most commands folded into one group commit.
 const MAX_GROUP: usize = 4096;
 
-type Reply = oneshot::Sender<Result<u64, String>>;
+type Reply = oneshot::Sender<Result<(), String>>;
 
 enum Command {
     Append(Vec<Envelope>, Reply),
@@ -115,7 +114,7 @@ impl Spool {
         Ok(Self { commands: tx, reader, claims: Mutex::new(Claims::default()), depth, max_depth, appended })
     }
 
-    async fn send(&self, make: impl FnOnce(Reply) -> Command) -> Result<u64, QueueError> {
+    async fn send(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), QueueError> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(make(reply)).await.map_err(|_| unavailable("spool writer stopped"))?;
         answer.await.map_err(|_| unavailable("spool writer stopped"))?.map_err(unavailable)
@@ -194,111 +193,83 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        match apply(&mut conn, &group).await {
-            Ok(counts) => {
-                let mut added = 0;
-                let mut removed = 0;
-                for (cmd, n) in group.drain(..).zip(counts) {
-                    let reply = match cmd {
-                        Command::Append(_, r) => {
-                            added += n;
-                            r
-                        }
-                        Command::Ack(_, r) => {
-                            removed += n;
-                            r
-                        }
-                        Command::Release(_, r) => r,
-                    };
-                    let _ = reply.send(Ok(n));
-                }
+        let started = std::time::Instant::now();
+        let result = apply(&mut conn, &group).await;
+        tracing::trace!(commands = group.len(), micros = started.elapsed().as_micros() as u64, "spool group commit");
+        let outcome = match result {
+            Ok((added, removed)) => {
                 depth.fetch_add(added, Ordering::SeqCst);
                 depth.fetch_sub(removed, Ordering::SeqCst);
                 if added > 0 {
                     appended.notify_waiters();
                 }
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, commands = group.len(), "spool commit failed");
-                for cmd in group.drain(..) {
-                    let (Command::Append(_, r) | Command::Ack(_, r) | Command::Release(_, r)) = cmd;
-                    let _ = r.send(Err(e.to_string()));
-                }
-            }
-        }
-    }
-}
-
-/// Applies a group of commands in one transaction; returns a row count per command.
-async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<Vec<u64>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let mut counts = Vec::with_capacity(group.len());
-    for cmd in group {
-        let n = match cmd {
-            Command::Append(entries, _) => {
-                for chunk in entries.chunks(INSERT_CHUNK) {
-                    let mut qb = QueryBuilder::<Sqlite>::new(
-                        "INSERT INTO spool (event_id, received_at, rejected_reason, body) ",
-                    );
-                    qb.push_values(chunk, |mut row, e| {
-                        let (body, reason) = match &e.body {
-                            Body::Event(json) => (json.as_str(), None),
-                            Body::Rejected { raw, reason } => (raw.as_str(), serde_json::to_string(reason).ok()),
-                        };
-                        row.push_bind(e.event_id.as_bytes().to_vec())
-                            .push_bind(e.received_at.timestamp_micros())
-                            .push_bind(reason)
-                            .push_bind(body);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                entries.len() as u64
-            }
-            Command::Ack(seqs, _) => {
-                let mut deleted = 0;
-                for (lo, hi) in ranges(seqs) {
-                    deleted += sqlx::query("DELETE FROM spool WHERE seq BETWEEN ? AND ?")
-                        .bind(lo)
-                        .bind(hi)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
-                deleted
-            }
-            Command::Release(seqs, _) => {
-                let mut updated = 0;
-                for (lo, hi) in ranges(seqs) {
-                    updated += sqlx::query("UPDATE spool SET attempts = attempts + 1 WHERE seq BETWEEN ? AND ?")
-                        .bind(lo)
-                        .bind(hi)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
-                updated
+                Err(e.to_string())
             }
         };
-        counts.push(n);
-    }
-    tx.commit().await?;
-    Ok(counts)
-}
-
-/// Sorted, merged runs of consecutive sequence numbers: a worker's batch is
-/// usually one run, so acknowledging it is one range delete.
-fn ranges(seqs: &[i64]) -> Vec<(i64, i64)> {
-    let mut sorted = seqs.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for s in sorted {
-        match out.last_mut() {
-            Some((_, hi)) if *hi + 1 == s => *hi = s,
-            _ => out.push((s, s)),
+        for cmd in group.drain(..) {
+            let (Command::Append(_, reply) | Command::Ack(_, reply) | Command::Release(_, reply)) = cmd;
+            let _ = reply.send(outcome.clone());
         }
     }
-    out
+}
+
+/// Rows as a JSON array; serializing strings, numbers and options cannot fail.
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Applies a group of commands in one transaction and returns (appended, deleted).
+///
+/// Each kind of command becomes one statement whatever the group's size: rows
+/// travel as one JSON array read by `json_each`. sqlx runs SQLite on its own
+/// thread and every statement is a round trip to it, so statements, not rows,
+/// are what a group commit must keep few.
+async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<(u64, u64), sqlx::Error> {
+    let mut rows: Vec<(String, i64, Option<String>, &str)> = Vec::new();
+    let (mut acks, mut releases): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for cmd in group {
+        match cmd {
+            Command::Append(entries, _) => rows.extend(entries.iter().map(|e| {
+                let (body, reason) = match &e.body {
+                    Body::Event(json) => (json.as_str(), None),
+                    Body::Rejected { raw, reason } => (raw.as_str(), serde_json::to_string(reason).ok()),
+                };
+                (e.event_id.simple().to_string(), e.received_at.timestamp_micros(), reason, body)
+            })),
+            Command::Ack(seqs, _) => acks.extend(seqs),
+            Command::Release(seqs, _) => releases.extend(seqs),
+        }
+    }
+    let mut tx = conn.begin().await?;
+    if !rows.is_empty() {
+        sqlx::query(
+            "INSERT INTO spool (event_id, received_at, rejected_reason, body) \
+             SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) ORDER BY key",
+        )
+        .bind(to_json(&rows))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut deleted = 0;
+    if !acks.is_empty() {
+        deleted = sqlx::query("DELETE FROM spool WHERE seq IN (SELECT value FROM json_each(?))")
+            .bind(to_json(&acks))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    if !releases.is_empty() {
+        sqlx::query("UPDATE spool SET attempts = attempts + 1 WHERE seq IN (SELECT value FROM json_each(?))")
+            .bind(to_json(&releases))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((rows.len() as u64, deleted))
 }
 
 #[async_trait]
@@ -311,7 +282,7 @@ impl Queue for Spool {
         if depth + entries.len() as u64 > self.max_depth {
             return Err(QueueError::Full { depth });
         }
-        self.send(|r| Command::Append(entries, r)).await.map(|_| ())
+        self.send(|r| Command::Append(entries, r)).await
     }
 
     async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
@@ -339,7 +310,7 @@ impl Queue for Spool {
         if tags.is_empty() {
             return Ok(());
         }
-        self.send(|r| Command::Ack(seqs(tags), r)).await.map(|_| ())
+        self.send(|r| Command::Ack(seqs(tags), r)).await
     }
 
     async fn release(&self, tags: &[DeliveryTag]) -> Result<(), QueueError> {
@@ -355,16 +326,5 @@ impl Queue for Spool {
 
     async fn depth(&self) -> Result<u64, QueueError> {
         Ok(self.depth.load(Ordering::SeqCst))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ranges;
-
-    #[test]
-    fn ranges_merge_consecutive_sequence_numbers() {
-        assert_eq!(ranges(&[5, 3, 4, 9, 10, 1, 4]), vec![(1, 1), (3, 5), (9, 10)]);
-        assert!(ranges(&[]).is_empty());
     }
 }
