@@ -12,11 +12,6 @@ use uuid::Uuid;
 
 use super::Timestamp;
 
-/// The id an event gets at ingest: its valid `event_id`, else one derived from content.
-pub fn assign(event: &Value) -> Uuid {
-    event.get("event_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()).unwrap_or_else(|| derive(event))
-}
-
 /// Derives the content id of an event (see the module docs).
 pub fn derive(event: &Value) -> Uuid {
     let mut canonical = Vec::with_capacity(256);
@@ -133,14 +128,5 @@ mod tests {
             id.as_bytes()[5],
         ]);
         assert_eq!(millis, 1_609_492_527_243);
-    }
-
-    #[test]
-    fn a_client_uuid_is_kept_and_an_invalid_one_is_replaced() {
-        let mut with_id = event();
-        with_id["event_id"] = json!("0190b6a4-7c2e-7cc0-8a4e-3b1f2a9d0e11");
-        assert_eq!(assign(&with_id).to_string(), "0190b6a4-7c2e-7cc0-8a4e-3b1f2a9d0e11");
-        with_id["event_id"] = json!("not-a-uuid");
-        assert_eq!(assign(&with_id), derive(&with_id));
     }
 }

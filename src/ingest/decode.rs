@@ -4,6 +4,9 @@
 use std::io::Read;
 
 use axum::http::{header, HeaderMap};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -94,9 +97,13 @@ fn too_large_decoded(limits: &Limits) -> IngestError {
     IngestError::TooLarge(format!("decoded body exceeds {} bytes", limits.max_decompressed_bytes))
 }
 
-/// Splits a decoded body into events, each with its id and compact JSON.
-/// `Err(Ok(refusal))`: the body is not acceptable JSON (400, recorded);
-/// `Err(Err(e))`: a limit was exceeded (413, not recorded).
+/// Splits a decoded body into events, each with its id and its JSON text exactly
+/// as received. `Err(Ok(refusal))`: the body is not acceptable JSON (400,
+/// recorded); `Err(Err(e))`: a limit was exceeded (413, not recorded).
+///
+/// Events are split as raw slices, without building a tree: when the client
+/// sent an `event_id` (the tracker always does) an event is parsed only far
+/// enough to read that field; the full parse happens in the worker.
 pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>, Result<Refusal, IngestError>> {
     if exceeds_depth(body, limits.max_depth) {
         return Err(Ok(Refusal {
@@ -104,26 +111,10 @@ pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>,
             message: format!("JSON nests deeper than {} levels", limits.max_depth),
         }));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        let message = if body.iter().all(u8::is_ascii_whitespace) {
-            "body is empty; send an event object or an array of them".to_string()
-        } else {
-            format!("body is not valid JSON: {e}")
-        };
-        Ok(Refusal { code: "invalid_json", message })
-    })?;
-    let items = match value {
-        Value::Array(items) => {
-            if items.len() > limits.max_events {
-                return Err(Err(IngestError::TooLarge(format!(
-                    "{} events in one request; at most {} are allowed",
-                    items.len(),
-                    limits.max_events
-                ))));
-            }
-            items
-        }
-        obj @ Value::Object(_) => vec![obj],
+    serde_json::from_slice::<Checked>(body).map_err(|e| Ok(invalid_json(body, e)))?;
+    let split = match body.trim_ascii_start().first() {
+        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(body),
+        Some(b'{') => serde_json::from_slice::<&RawValue>(body).map(|one| vec![one]),
         _ => {
             return Err(Ok(Refusal {
                 code: "not_an_event",
@@ -131,11 +122,19 @@ pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>,
             }))
         }
     };
+    let items = split.map_err(|e| Ok(invalid_json(body, e)))?;
+    if items.len() > limits.max_events {
+        return Err(Err(IngestError::TooLarge(format!(
+            "{} events in one request; at most {} are allowed",
+            items.len(),
+            limits.max_events
+        ))));
+    }
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let json = item.to_string();
+            let json = item.get();
             if json.len() > limits.max_event_bytes {
                 return Err(Err(IngestError::TooLarge(format!(
                     "event {i} is {} bytes; at most {} are allowed per event",
@@ -143,9 +142,82 @@ pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>,
                     limits.max_event_bytes
                 ))));
             }
-            Ok((event_id::assign(&item), json))
+            Ok((id_of(json), json.to_string()))
         })
         .collect()
+}
+
+fn invalid_json(body: &[u8], e: serde_json::Error) -> Refusal {
+    let message = if body.iter().all(u8::is_ascii_whitespace) {
+        "body is empty; send an event object or an array of them".to_string()
+    } else {
+        format!("body is not valid JSON: {e}")
+    };
+    Refusal { code: "invalid_json", message }
+}
+
+/// A JSON document walked the way a full parse walks it, every string decoded
+/// (so a lone surrogate or a bad escape is refused), with nothing built.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+}
+
+/// Reads only `event_id`, skipping the rest of the object.
+#[derive(Deserialize)]
+struct IdProbe<'a> {
+    #[serde(borrow)]
+    event_id: Option<&'a str>,
+}
+
+/// The event's id: its own valid `event_id`, else derived from its content.
+fn id_of(json: &str) -> Uuid {
+    let client_id =
+        serde_json::from_str::<IdProbe>(json).ok().and_then(|p| p.event_id.and_then(|s| Uuid::parse_str(s).ok()));
+    client_id.unwrap_or_else(|| match serde_json::from_str::<Value>(json) {
+        Ok(value) => event_id::derive(&value),
+        // Unreachable for a slice serde already validated; derive from the text anyway.
+        Err(_) => event_id::derive(&Value::String(json.to_string())),
+    })
 }
 
 /// True when arrays and objects nest deeper than `max` (brackets inside strings do not count).
@@ -218,6 +290,18 @@ mod tests {
         assert_ne!(many[0].0, many[1].0);
         assert_eq!(many[0].0, one[0].0, "same content, same id");
         assert_eq!(many[2].1, "3", "non-objects are kept for the worker to refuse");
+        // Kept exactly as received, whitespace and key order included.
+        let spaced = split_events(b"[ {\"b\": 1,  \"a\": 2} ]", &limits()).unwrap();
+        assert_eq!(spaced[0].1, "{\"b\": 1,  \"a\": 2}");
+    }
+
+    #[test]
+    fn a_client_event_id_is_used_and_an_invalid_one_replaced_by_the_content_id() {
+        let id = "0190b6a4-7c2e-7cc0-8a4e-3b1f2a9d0e11";
+        let with = split_events(format!(r#"{{"event_id": "{id}", "a": 1}}"#).as_bytes(), &limits()).unwrap();
+        assert_eq!(with[0].0.to_string(), id);
+        let bad = split_events(br#"{"event_id": 5, "a": 1}"#, &limits()).unwrap();
+        assert_eq!(bad[0].0, event_id::derive(&serde_json::json!({"event_id": 5, "a": 1})));
     }
 
     #[test]

@@ -21,6 +21,9 @@ use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Rows per multi-row INSERT: 8 parameters each, far below SQLite's limit.
+const INSERT_CHUNK: usize = 100;
+
 /// SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -159,57 +162,42 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let created_at = now_micros();
-        // One fixed statement per table whatever the batch size: rows travel as a
-        // JSON array read by json_each, so the statement is prepared once, and
-        // each statement is one round trip to sqlx's SQLite thread.
-        let events: Vec<_> = batch
-            .events
-            .iter()
-            .map(|e| {
-                let ev = &e.event;
-                (
-                    ev.event_id.simple().to_string(),
-                    &ev.session_id,
-                    &ev.category,
-                    &ev.name,
-                    &ev.data,
-                    ev.timestamp.micros(),
-                    e.received_at.timestamp_micros(),
-                )
-            })
-            .collect();
-        let errors: Vec<_> = batch
-            .errors
-            .iter()
-            .map(|e| (e.event_id.simple().to_string(), &e.raw, &e.reasons, e.received_at.timestamp_micros()))
-            .collect();
         let mut tx = self.writer.begin().await.map_err(classify)?;
-        if !events.is_empty() {
-            sqlx::query(
-                "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, created_at)
-                 SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, json(value -> 4),
-                        value ->> 5, value ->> 6, ?2
-                 FROM json_each(?1) ORDER BY key
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(to_json(&events)?)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        // Multi-row VALUES in chunks of a fixed size: full chunks share one SQL
+        // text, so that statement is prepared once. Measured against one
+        // json_each statement per batch, this inserts about a quarter faster
+        // (bench/src/bin/insertbench.rs).
+        for chunk in batch.events.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, created_at) ",
+            );
+            qb.push_values(chunk, |mut row, e| {
+                let ev = &e.event;
+                row.push_bind(ev.event_id.as_bytes().to_vec())
+                    .push_bind(ev.session_id.as_str())
+                    .push_bind(ev.category.as_str())
+                    .push_bind(ev.name.as_str())
+                    .push_bind(serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into()))
+                    .push_bind(ev.timestamp.micros())
+                    .push_bind(e.received_at.timestamp_micros())
+                    .push_bind(created_at);
+            });
+            qb.push(" ON CONFLICT (event_id) DO NOTHING");
+            qb.build().execute(&mut *tx).await.map_err(classify)?;
         }
-        if !errors.is_empty() {
-            sqlx::query(
-                "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at)
-                 SELECT unhex(value ->> 0), value ->> 1, json(value -> 2), value ->> 3, ?2
-                 FROM json_each(?1) ORDER BY key
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(to_json(&errors)?)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        for chunk in batch.errors.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at) ",
+            );
+            qb.push_values(chunk, |mut row, e| {
+                row.push_bind(e.event_id.as_bytes().to_vec())
+                    .push_bind(e.raw.as_str())
+                    .push_bind(serde_json::to_string(&e.reasons).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(e.received_at.timestamp_micros())
+                    .push_bind(created_at);
+            });
+            qb.push(" ON CONFLICT (event_id) DO NOTHING");
+            qb.build().execute(&mut *tx).await.map_err(classify)?;
         }
         tx.commit().await.map_err(classify)
     }
@@ -306,9 +294,4 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         Ok(found.is_some())
     }
-}
-
-/// Rows as one JSON array for json_each.
-fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Rejected(e.to_string()))
 }
