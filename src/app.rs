@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Settings;
 use crate::domain::{Clock, SystemClock};
 use crate::ingest::{self, Limits};
-use crate::queue::{Queue, Spool};
+use crate::queue::{Queue, RedisQueue, Spool};
 use crate::store::{self, Store};
 use crate::worker::{CatalogCache, Worker};
 use crate::{api, http_error};
@@ -56,7 +56,7 @@ impl App {
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
         let store = store::open(&settings.database_url()).await?;
         store.migrate().await?;
-        let queue: Arc<dyn Queue> = Arc::new(Spool::open(&settings.spool_path(), settings.queue_max_depth).await?);
+        let queue = open_queue(&settings).await?;
         let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(settings.catalog_refresh_secs)));
         let worker = Worker::new(queue.clone(), store.clone(), catalog, clock.clone(), &settings);
         let state = AppState {
@@ -122,12 +122,69 @@ impl App {
     }
 }
 
+impl App {
+    /// `the-eye worker`: only the workers (and, if configured, `/healthz` and
+    /// `/readyz` on `worker_health_listen`) until `shutdown`; then the workers
+    /// finish their batch, within `shutdown_timeout_secs`.
+    pub async fn run_workers(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let settings = self.state.settings.clone();
+        let stop = CancellationToken::new();
+        let workers: Vec<_> =
+            (0..settings.workers.max(1)).map(|_| tokio::spawn(self.worker.clone().run(stop.clone()))).collect();
+        let health = match settings.worker_health_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await?;
+                tracing::info!(url = %format!("http://{}", listener.local_addr()?), "worker health endpoints");
+                let routes = Router::new()
+                    .route("/healthz", get(api::health::healthz))
+                    .route("/readyz", get(api::health::readyz))
+                    .with_state(self.state.clone());
+                let stopped = stop.clone();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, routes).with_graceful_shutdown(stopped.cancelled_owned()).await
+                }))
+            }
+            None => None,
+        };
+        shutdown.await;
+        tracing::info!("shutting down: workers finish their current batch");
+        self.state.draining.cancel();
+        stop.cancel();
+        let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
+        if tokio::time::timeout(deadline, futures_join(workers)).await.is_err() {
+            tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
+        }
+        if let Some(h) = health {
+            let _ = h.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
 async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
     for handle in handles {
         if let Err(e) = handle.await {
             tracing::error!(error = %e, "a worker task failed");
         }
     }
+}
+
+/// The queue the settings name: Redis when `redis_url` is set, else the spool.
+async fn open_queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
+    Ok(match &settings.redis_url {
+        Some(url) => Arc::new(
+            RedisQueue::connect(
+                url,
+                &settings.redis_prefix,
+                settings.queue_max_depth,
+                Duration::from_secs(settings.redis_claim_idle_secs),
+                settings.allow_unsafe_redis,
+            )
+            .await?,
+        ),
+        None => Arc::new(Spool::open(&settings.spool_path(), settings.queue_max_depth).await?),
+    })
 }
 
 /// Every route of the service.

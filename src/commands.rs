@@ -14,6 +14,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let app = App::build(settings.clone()).await?;
     let addr = listener.local_addr()?;
+    if settings.workers == 0 && settings.redis_url.is_none() {
+        tracing::warn!("no workers and no Redis: events are accepted into the spool but nothing processes them");
+    }
     tracing::info!(
         url = %format!("http://{addr}"),
         data_dir = %settings.data_dir.display(),
@@ -21,6 +24,18 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         "The Eye is listening"
     );
     app.serve(listener, shutdown_signal()).await
+}
+
+/// `the-eye worker`: queue consumers only, for the scaled-out deployment.
+pub async fn worker(settings: Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.redis_url.is_some(),
+        "`the-eye worker` needs a shared queue: set THE_EYE_REDIS_URL. With the embedded spool, \
+         `the-eye serve` runs the workers itself"
+    );
+    let app = App::build(settings.clone()).await?;
+    tracing::info!(workers = settings.workers.max(1), "The Eye worker is running");
+    app.run_workers(shutdown_signal()).await
 }
 
 /// `the-eye migrate`: brings the store's schema up to date.

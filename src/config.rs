@@ -19,7 +19,17 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Store URL; unset means `sqlite://<data_dir>/the-eye.db`.
     pub database_url: Option<String>,
-    /// Worker tasks inside `serve` (0: ingest only, no processing).
+    /// Redis URL for the queue; unset means the embedded spool in the data dir.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (the stream is `<prefix>:events`).
+    pub redis_prefix: String,
+    /// Seconds an entry may stay pending with a consumer before another takes it over.
+    pub redis_claim_idle_secs: u64,
+    /// Start even when Redis is configured so that it can lose acknowledged events.
+    pub allow_unsafe_redis: bool,
+    /// Address for `the-eye worker` to serve `/healthz` and `/readyz` on; unset: none.
+    pub worker_health_listen: Option<SocketAddr>,
+    /// Worker tasks inside `serve` or `worker` (0 in `serve`: ingest only, no processing).
     pub workers: usize,
     /// Queue entries a worker takes, validates and writes in one transaction.
     pub worker_batch_size: usize,
@@ -73,6 +83,11 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            redis_url: None,
+            redis_prefix: "the-eye".into(),
+            redis_claim_idle_secs: 30,
+            allow_unsafe_redis: false,
+            worker_health_listen: None,
             workers: 2,
             worker_batch_size: 1000,
             worker_linger_ms: 20,
@@ -110,6 +125,15 @@ pub struct Overrides {
     /// `--workers`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// `--redis-url`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// `--allow-unsafe-redis`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_unsafe_redis: Option<bool>,
+    /// `--health-listen` of `the-eye worker`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_health_listen: Option<SocketAddr>,
 }
 
 /// A setting that is missing, malformed or out of range.
@@ -121,6 +145,14 @@ pub enum ConfigError {
     /// A value is out of its range.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The names of all settings, as their environment variables spell them after the prefix.
+fn setting_names() -> Vec<String> {
+    match serde_json::to_value(Settings::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl Settings {
@@ -137,12 +169,25 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        // THE_EYE_LOG is the log filter, read by telemetry, not a setting.
-        let env = env.ignore(&["log"]);
+        // Only settings are read from the environment: THE_EYE_CONFIG, THE_EYE_LOG
+        // and the test suite's THE_EYE_TEST_* share the prefix but are not settings.
+        let known = setting_names();
+        let env = env.filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
         let settings: Settings =
             figment.merge(env).merge(Serialized::globals(overrides)).extract().map_err(Box::new)?;
         settings.check()?;
         Ok(settings)
+    }
+
+    /// `THE_EYE_*` variables that are neither settings nor read elsewhere:
+    /// probably typos, worth a warning.
+    pub fn unknown_env_vars() -> Vec<String> {
+        let known = setting_names();
+        std::env::vars()
+            .filter_map(|(k, _)| k.strip_prefix("THE_EYE_").map(str::to_ascii_lowercase))
+            .filter(|k| !known.contains(k) && !["config", "log"].contains(&k.as_str()) && !k.starts_with("test_"))
+            .map(|k| format!("THE_EYE_{}", k.to_ascii_uppercase()))
+            .collect()
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -156,6 +201,7 @@ impl Settings {
             ("max_json_depth", self.max_json_depth as u64),
             ("max_text_chars", self.max_text_chars as u64),
             ("queue_max_depth", self.queue_max_depth),
+            ("redis_claim_idle_secs", self.redis_claim_idle_secs),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be greater than 0")));
@@ -223,6 +269,21 @@ mod tests {
             jail.set_env("THE_EYE_MAX_BODY_BYTES", "0");
             let err = Settings::load(Some(Path::new("eye.toml")), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("max_body_bytes"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn other_the_eye_variables_do_not_stop_start_up() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("THE_EYE_CONFIG", "/etc/the-eye.toml");
+            jail.set_env("THE_EYE_LOG", "debug");
+            jail.set_env("THE_EYE_TEST_POSTGRES_URL", "postgres://x");
+            jail.set_env("THE_EYE_LISTN", "typo");
+            jail.set_env("THE_EYE_LISTEN", "127.0.0.1:9");
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.to_string(), "127.0.0.1:9");
+            assert_eq!(Settings::unknown_env_vars(), vec!["THE_EYE_LISTN".to_string()]);
             Ok(())
         });
     }

@@ -22,6 +22,12 @@ struct Cli {
     /// Store URL [default: sqlite://<data dir>/the-eye.db].
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Redis URL for the queue [default: none, the embedded spool].
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
+    /// Use Redis even if its settings can lose acknowledged events.
+    #[arg(long, global = true)]
+    allow_unsafe_redis: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -36,6 +42,15 @@ enum Command {
         /// Ingest and read side only; leave processing to `the-eye worker` processes.
         #[arg(long, conflicts_with = "workers")]
         no_worker: bool,
+    },
+    /// Process the shared queue (Redis) only: no ingest, no read API.
+    Worker {
+        /// Worker tasks [default: 2].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Serve /healthz and /readyz on this address.
+        #[arg(long)]
+        health_listen: Option<std::net::SocketAddr>,
     },
     /// Create or upgrade the database schema.
     Migrate,
@@ -60,16 +75,29 @@ enum TokensCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve { workers: None, no_worker: false });
-    let workers = match &command {
-        Command::Serve { no_worker: true, .. } => Some(0),
-        Command::Serve { workers, .. } => *workers,
-        _ => None,
+    let (workers, worker_health_listen) = match &command {
+        Command::Serve { no_worker: true, .. } => (Some(0), None),
+        Command::Serve { workers, .. } => (*workers, None),
+        Command::Worker { workers, health_listen } => (*workers, *health_listen),
+        _ => (None, None),
     };
-    let overrides = Overrides { listen: cli.listen, data_dir: cli.data_dir, database_url: cli.database_url, workers };
+    let overrides = Overrides {
+        listen: cli.listen,
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        workers,
+        redis_url: cli.redis_url,
+        allow_unsafe_redis: cli.allow_unsafe_redis.then_some(true),
+        worker_health_listen,
+    };
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
     the_eye::telemetry::init(settings.log_format);
+    for name in Settings::unknown_env_vars() {
+        tracing::warn!(variable = %name, "ignoring an environment variable that is not a setting (a typo?)");
+    }
     match command {
         Command::Serve { .. } => commands::serve(settings).await,
+        Command::Worker { .. } => commands::worker(settings).await,
         Command::Migrate => commands::migrate(settings).await,
         Command::Tokens { command: TokensCommand::Create { name } } => commands::create_token(settings, &name).await,
     }

@@ -99,7 +99,34 @@ fn text(obj: &Map<String, Value>, field: &str, rules: &Rules, identifier: bool) 
 }
 
 fn data(obj: &Map<String, Value>) -> Result<&Map<String, Value>, Reason> {
-    required(obj, "data")?.as_object().ok_or_else(|| Reason::new("data", "wrong_type", "data must be a JSON object"))
+    let data = required(obj, "data")?;
+    let map = data.as_object().ok_or_else(|| Reason::new("data", "wrong_type", "data must be a JSON object"))?;
+    if let Some(path) = nul_path(data, "data".into()) {
+        // PostgreSQL cannot store U+0000 in text or jsonb; refusing it everywhere
+        // keeps every backend's behaviour the same.
+        return Err(Reason::new(path, "nul_character", "strings must not contain the NUL character (U+0000)"));
+    }
+    Ok(map)
+}
+
+/// Path of the first key or string that contains U+0000, if any.
+fn nul_path(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_path(v, format!("{path}/{i}"))),
+        Value::Object(map) => {
+            map.iter().find_map(
+                |(k, v)| {
+                    if k.contains('\0') {
+                        Some(path.clone())
+                    } else {
+                        nul_path(v, format!("{path}/{k}"))
+                    }
+                },
+            )
+        }
+        _ => None,
+    }
 }
 
 fn timestamp(obj: &Map<String, Value>, now: DateTime<Utc>, rules: &Rules) -> Result<Timestamp, Reason> {
@@ -243,6 +270,18 @@ mod tests {
     fn data_must_be_an_object_matching_the_schema() {
         assert_eq!(reasons_for(with("data", json!([1]))), pair("data", "wrong_type"));
         assert_eq!(reasons_for(with("data", json!({"host": "h"}))), pair("data", "schema"));
+    }
+
+    #[test]
+    fn nul_characters_in_data_are_refused_with_their_path() {
+        assert_eq!(
+            reasons_for(with("data", json!({"host": "h", "path": "/", "x": ["ok", "a\u{0}b"]}))),
+            pair("data/x/1", "nul_character")
+        );
+        assert_eq!(
+            reasons_for(with("data", json!({"host": "h", "path": "/", "k\u{0}": 1}))),
+            pair("data", "nul_character")
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`claim`](Queue::claim) deliveries, then [`ack`](Queue::ack) them once the store
 //! has committed, or [`release`](Queue::release) them to be tried again.
 
+pub mod redis;
 pub mod spool;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::Reason;
 
+pub use self::redis::RedisQueue;
 pub use spool::Spool;
 
 /// One accepted item, as the queue keeps it.

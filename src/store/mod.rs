@@ -4,6 +4,7 @@
 //! Writes are idempotent on `event_id`, which is what turns the queue's
 //! at-least-once delivery into exactly-once rows.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::{CategoryDef, EventTypeDef, Reason, Timestamp, ValidEvent};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A valid event with the time ingest received it.
@@ -190,13 +192,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError>;
 }
 
-/// Opens the store a URL names (`sqlite://…`).
+/// Opens the store a URL names: `sqlite://PATH` or `postgres://…` (`postgresql://…`).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::connect(url).await?));
+    match url.split(':').next().unwrap_or_default() {
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        other => Err(StoreError::Setup(format!(
+            "unsupported database URL scheme {other:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+        ))),
     }
-    Err(StoreError::Setup(format!(
-        "unsupported database URL {:?}: this build supports sqlite://PATH",
-        url.split(':').next().unwrap_or_default()
-    )))
 }

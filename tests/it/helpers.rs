@@ -171,3 +171,17 @@ pub fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture json")
 }
+
+/// The value of a test service variable, or `None` after saying loudly that the
+/// test is skipped. Written to the stderr handle directly because libtest
+/// captures `eprintln!` of passing tests, and a skip must be seen.
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    use std::io::Write;
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {var} is not set");
+            None
+        }
+    }
+}

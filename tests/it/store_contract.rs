@@ -4,13 +4,22 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
+use sqlx::Connection;
 use the_eye::domain::{Reason, Timestamp, ValidEvent};
-use the_eye::store::{ErrorQuery, EventQuery, NewEvent, NewEventError, Order, SqliteStore, Store, WriteBatch};
+use the_eye::store::{
+    ErrorQuery, EventQuery, NewEvent, NewEventError, Order, PostgresStore, SqliteStore, Store, WriteBatch,
+};
 use uuid::Uuid;
 
 /// Opens a fresh, migrated store of one backend.
 pub trait Harness {
     async fn open(&self) -> Arc<dyn Store>;
+    /// Removes what the test created.
+    async fn cleanup(self)
+    where
+        Self: Sized,
+    {
+    }
 }
 
 fn event(session: &str, second: i64) -> NewEvent {
@@ -20,7 +29,7 @@ fn event(session: &str, second: i64) -> NewEvent {
             session_id: session.into(),
             category: "page interaction".into(),
             name: "pageview".into(),
-            data: json!({"host": "h", "path": "/", "hostile": "<script>\u{0}</script>"}).as_object().unwrap().clone(),
+            data: json!({"host": "h", "path": "/", "hostile": "<script>alert(1)</script> \u{202e} '; DROP TABLE events; --"}).as_object().unwrap().clone(),
             timestamp: Timestamp::from_micros(1_600_000_000_000_000 + second * 1_000_000).unwrap(),
         },
         received_at: Utc::now(),
@@ -30,7 +39,7 @@ fn event(session: &str, second: i64) -> NewEvent {
 fn error() -> NewEventError {
     NewEventError {
         event_id: Uuid::now_v7(),
-        raw: "{\"broken\": \u{0}".into(),
+        raw: "{\"broken\": <script>".into(),
         reasons: vec![Reason::new("body", "invalid_json", "x"), Reason::new("name", "required", "y")],
         received_at: Utc::now(),
     }
@@ -85,6 +94,18 @@ pub async fn what_is_written_reads_back_unchanged(h: &impl Harness) {
     assert_eq!(errors.items[0].reasons, err.reasons);
 }
 
+pub async fn an_error_whose_raw_payload_has_nul_is_still_stored(h: &impl Harness) {
+    let store = h.open().await;
+    let mut err = error();
+    err.raw = "nul: \u{0} here".into();
+    err.reasons[0].message = "bad \u{0}".into();
+    store.write(&WriteBatch { events: vec![], errors: vec![err.clone()] }).await.unwrap();
+    let stored = store.errors(&ErrorQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let raw = &stored.items[0].raw;
+    // PostgreSQL cannot store U+0000 in text; it shows as U+FFFD there.
+    assert!(raw == &err.raw || raw == &err.raw.replace('\0', "\u{FFFD}"), "{raw:?}");
+}
+
 pub async fn keyset_pages_follow_the_order(h: &impl Harness) {
     let store = h.open().await;
     store.write(&WriteBatch { events: (0..7).map(|i| event("k", i)).collect(), errors: vec![] }).await.unwrap();
@@ -124,23 +145,39 @@ macro_rules! store_contract {
 
             #[tokio::test]
             async fn migrating_twice_is_harmless_and_seeds_the_demo_catalog() {
-                super::migrating_twice_is_harmless_and_seeds_the_demo_catalog(&$harness).await;
+                let Some(h) = $harness.await else { return };
+                super::migrating_twice_is_harmless_and_seeds_the_demo_catalog(&h).await;
+                h.cleanup().await;
             }
             #[tokio::test]
             async fn writes_are_idempotent_on_event_id() {
-                super::writes_are_idempotent_on_event_id(&$harness).await;
+                let Some(h) = $harness.await else { return };
+                super::writes_are_idempotent_on_event_id(&h).await;
+                h.cleanup().await;
             }
             #[tokio::test]
             async fn what_is_written_reads_back_unchanged() {
-                super::what_is_written_reads_back_unchanged(&$harness).await;
+                let Some(h) = $harness.await else { return };
+                super::what_is_written_reads_back_unchanged(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn an_error_whose_raw_payload_has_nul_is_still_stored() {
+                let Some(h) = $harness.await else { return };
+                super::an_error_whose_raw_payload_has_nul_is_still_stored(&h).await;
+                h.cleanup().await;
             }
             #[tokio::test]
             async fn keyset_pages_follow_the_order() {
-                super::keyset_pages_follow_the_order(&$harness).await;
+                let Some(h) = $harness.await else { return };
+                super::keyset_pages_follow_the_order(&h).await;
+                h.cleanup().await;
             }
             #[tokio::test]
             async fn tokens_are_found_by_hash_only() {
-                super::tokens_are_found_by_hash_only(&$harness).await;
+                let Some(h) = $harness.await else { return };
+                super::tokens_are_found_by_hash_only(&h).await;
+                h.cleanup().await;
             }
         }
     };
@@ -150,8 +187,8 @@ macro_rules! store_contract {
 pub struct SqliteHarness(tempfile::TempDir);
 
 impl SqliteHarness {
-    fn new() -> Self {
-        Self(tempfile::tempdir().unwrap())
+    async fn new() -> Option<Self> {
+        Some(Self(tempfile::tempdir().unwrap()))
     }
 }
 
@@ -165,3 +202,40 @@ impl Harness for SqliteHarness {
 }
 
 store_contract!(sqlite, SqliteHarness::new());
+
+/// A fresh PostgreSQL database per test, dropped afterwards.
+pub struct PostgresHarness {
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresHarness {
+    pub async fn new() -> Option<Self> {
+        let admin_url = crate::helpers::service_url("THE_EYE_TEST_POSTGRES_URL", "PostgreSQL store contract")?;
+        let name = format!("the_eye_test_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect to THE_EYE_TEST_POSTGRES_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        Some(Self { admin_url, name })
+    }
+
+    /// URL of this test's database.
+    pub fn url(&self) -> String {
+        let base = self.admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&self.admin_url);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Harness for PostgresHarness {
+    async fn open(&self) -> Arc<dyn Store> {
+        let store = PostgresStore::connect(&self.url()).await.unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(store)
+    }
+
+    async fn cleanup(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await.unwrap();
+    }
+}
+
+store_contract!(postgres, PostgresHarness::new());
