@@ -31,8 +31,11 @@ use crate::domain::Reason;
 const GROUP: &str = "workers";
 /// Longest a claim blocks in one `XREADGROUP`; longer waits are cut to this.
 const MAX_BLOCK: Duration = Duration::from_secs(10);
-/// Longest an append or ack may wait for Redis before the collector answers 503.
+/// Longest a command may wait for Redis's answer.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest an append may take in all, reconnecting included: past it the
+/// collector answers 503 rather than hold the client.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The Redis Streams queue.
 pub struct RedisQueue {
@@ -178,9 +181,13 @@ impl RedisQueue {
         allow_unsafe: bool,
     ) -> Result<Self, QueueError> {
         let client = redis::Client::open(url).map_err(|e| unavailable(format!("bad Redis URL: {e}")))?;
+        // Reconnect quickly and give up soon: while Redis is away, requests must
+        // get their 503 at once, not queue up behind reconnection attempts.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
         let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
             .map_err(|e| unavailable(format!("cannot connect to Redis: {e}")))?;
@@ -303,7 +310,10 @@ impl Queue for RedisQueue {
         }
         pipe.cmd("XLEN").arg(&self.stream);
         let mut conn = self.conn.clone();
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let replies: Vec<Value> = tokio::time::timeout(ENQUEUE_TIMEOUT, pipe.query_async(&mut conn))
+            .await
+            .map_err(|_| unavailable(format!("Redis did not answer within {ENQUEUE_TIMEOUT:?}")))?
+            .map_err(unavailable)?;
         if let Some(Value::Int(len)) = replies.last() {
             self.depth.store(*len as u64, Ordering::Relaxed);
         }

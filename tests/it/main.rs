@@ -7,8 +7,10 @@ mod helpers;
 
 mod collector;
 mod crash;
+mod procs;
 mod queue_contract;
 mod read_api;
 mod restart;
+mod scale;
 mod store_contract;
 mod worker;

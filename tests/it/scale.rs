@@ -1,0 +1,247 @@
+//! The scaled-out deployment: PostgreSQL store, Redis queue, several processes,
+//! and what happens when a backend goes away.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use the_eye::queue::{QueueError, RedisQueue};
+use tokio::sync::watch;
+
+use crate::helpers::{pageview, reason_codes, service_url, test_settings, TestApp};
+use crate::procs::{count_events, create_token, eventually, postgres_database, Eye, Proxy, RedisServer};
+
+fn both(test: &str) -> Option<(String, String)> {
+    let pg = service_url("THE_EYE_TEST_POSTGRES_URL", test);
+    let redis = service_url("THE_EYE_TEST_REDIS_URL", test);
+    Some((pg?, redis?))
+}
+
+fn prefix() -> String {
+    format!("the-eye-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The app on PostgreSQL and Redis, with `workers` background workers.
+async fn scaled_app(database_url: String, redis_url: String, workers: usize) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&dir);
+    settings.database_url = Some(database_url);
+    settings.redis_url = Some(redis_url);
+    settings.redis_prefix = prefix();
+    settings.allow_unsafe_redis = true; // the shared test Redis keeps nothing on disk
+    settings.workers = workers;
+    TestApp::spawn_in(dir, settings).await
+}
+
+#[tokio::test]
+async fn redis_that_can_lose_events_is_refused_unless_allowed() {
+    if service_url("THE_EYE_TEST_REDIS_URL", "Redis durability check").is_none() {
+        return;
+    }
+    let volatile = RedisServer::start(false).await;
+    let refused = RedisQueue::connect(&volatile.url, &prefix(), 10, Duration::from_secs(30), false).await;
+    let Err(QueueError::Unavailable(message)) = refused else { panic!("volatile Redis accepted") };
+    assert!(message.contains("appendonly is not yes"), "{message}");
+    assert!(message.contains("appendfsync is not always"), "{message}");
+    assert!(message.contains("--allow-unsafe-redis"), "{message}");
+    assert!(RedisQueue::connect(&volatile.url, &prefix(), 10, Duration::from_secs(30), true).await.is_ok());
+    volatile.stop().await;
+
+    let durable = RedisServer::start(true).await;
+    assert!(RedisQueue::connect(&durable.url, &prefix(), 10, Duration::from_secs(30), false).await.is_ok());
+    durable.stop().await;
+}
+
+#[tokio::test]
+async fn the_pipeline_works_on_postgres_and_redis() {
+    let Some((pg, redis)) = both("pipeline on PostgreSQL and Redis") else { return };
+    let app = scaled_app(postgres_database(&pg).await, redis, 0).await;
+    let valid = pageview("scaled", 1);
+    let mut invalid = pageview("scaled", 2);
+    invalid["name"] = "dance".into();
+    app.accept(&serde_json::json!([valid, invalid, valid])).await;
+    assert_eq!(app.post_raw("not json", &[("content-type", "application/json")]).await.status(), 400);
+    app.process().await;
+    let events = app.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["data"]["path"], "/page/1");
+    let errors = app.errors().await;
+    let mut codes: Vec<String> = errors.iter().flat_map(reason_codes).collect();
+    codes.sort();
+    assert_eq!(codes, ["body:invalid_json", "name:undeclared_name"]);
+    assert_eq!(app.state.queue.depth().await.unwrap(), 0, "acknowledged entries are deleted from the stream");
+}
+
+#[tokio::test]
+async fn a_postgres_outage_holds_the_backlog_and_makes_no_event_errors() {
+    let Some((pg, redis)) = both("PostgreSQL outage") else { return };
+    let database = postgres_database(&pg).await;
+    let host_port = database.split('@').nth(1).and_then(|r| r.split('/').next()).unwrap().to_string();
+    let proxy = Proxy::start(host_port.clone()).await;
+    let via_proxy = database.replace(&host_port, &format!("127.0.0.1:{}", proxy.port));
+    let app = scaled_app(via_proxy, redis, 2).await;
+
+    proxy.cut();
+    let batch = Value::Array((0..200).map(|i| pageview("outage", i)).collect());
+    let ids = app.accept(&batch).await;
+    assert_eq!(ids.len(), 200, "ingest keeps accepting while the store is down");
+    // The workers have tried and failed at least twice; nothing was acknowledged.
+    eventually(30, "workers retried against the dead store", || async { proxy.refused() >= 2 }).await;
+    assert_eq!(app.state.queue.depth().await.unwrap(), 200);
+    assert_eq!(app.get_response("/api/events").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    proxy.restore();
+    eventually(60, "the backlog drained", || async { app.state.queue.depth().await.unwrap() == 0 }).await;
+    assert_eq!(app.events().await.len(), 200);
+    assert!(app.errors().await.is_empty(), "an outage is not an event error");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_redis_down_the_collector_answers_503_and_never_202() {
+    if service_url("THE_EYE_TEST_POSTGRES_URL", "Redis outage").is_none() {
+        return;
+    }
+    let server = RedisServer::start(true).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&dir);
+    settings.redis_url = Some(server.url.clone());
+    settings.retry_after_secs = 3;
+    let app = TestApp::spawn_in(dir, settings).await;
+    app.accept(&pageview("before", 1)).await;
+
+    server.stop().await;
+    for i in 0..5 {
+        let response = app.post(&pageview("during", i)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "3");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "queue_unavailable");
+    }
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// XINFO CONSUMERS as name → pending count.
+async fn pending_by_consumer(url: &str, stream: &str) -> HashMap<String, i64> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let rows: Vec<HashMap<String, redis::Value>> =
+        redis::cmd("XINFO").arg("CONSUMERS").arg(stream).arg("workers").query_async(&mut conn).await.unwrap();
+    rows.into_iter()
+        .filter_map(|row| {
+            let name = match row.get("name")? {
+                redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+                _ => return None,
+            };
+            let pending = match row.get("pending")? {
+                redis::Value::Int(n) => *n,
+                _ => return None,
+            };
+            Some((name, pending))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_nodes_and_two_workers_lose_nothing_when_a_worker_is_killed() {
+    let Some(pg) = service_url("THE_EYE_TEST_POSTGRES_URL", "multi-process") else { return };
+    if service_url("THE_EYE_TEST_REDIS_URL", "multi-process").is_none() {
+        return;
+    }
+    let redis = RedisServer::start(true).await; // durable, as in production: no --allow-unsafe-redis
+    let database = postgres_database(&pg).await;
+    let prefix = prefix();
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(&str, &str)> = vec![
+        ("THE_EYE_DATABASE_URL", &database),
+        ("THE_EYE_REDIS_URL", &redis.url),
+        ("THE_EYE_REDIS_PREFIX", &prefix),
+        ("THE_EYE_REDIS_CLAIM_IDLE_SECS", "2"),
+        ("THE_EYE_DATA_DIR", dir.path().to_str().unwrap()),
+    ];
+    let token = create_token(&["--database-url", &database]);
+    let ingest = [
+        Eye::start(&["--listen", "127.0.0.1:0", "serve", "--no-worker"], &env).await,
+        Eye::start(&["--listen", "127.0.0.1:0", "serve", "--no-worker"], &env).await,
+    ];
+    let bases: Vec<String> = ingest.iter().map(|e| e.base.clone().unwrap()).collect();
+    // The victim holds each batch for a while, so it dies with entries pending.
+    let mut slow = env.clone();
+    slow.push(("THE_EYE_WORKER_LINGER_MS", "500"));
+    let victim = Eye::start(&["worker"], &slow).await;
+    let survivor = Eye::start(&["worker"], &env).await;
+    let victim_tag = format!("-{}-", victim.pid());
+
+    let client = reqwest::Client::new();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (count_tx, mut count_rx) = watch::channel(0usize);
+    let count_tx = Arc::new(count_tx);
+    let senders: Vec<_> = (0..4)
+        .map(|c| {
+            let (client, acked, stop, count_tx) = (client.clone(), acked.clone(), stop.clone(), count_tx.clone());
+            let base = bases[c % 2].clone();
+            tokio::spawn(async move {
+                let mut i = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let body = pageview(&format!("multi-{c}"), i).to_string();
+                    let Ok(r) = client
+                        .post(format!("{base}/collector"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    if r.status() == 202 {
+                        let body: Value = r.json().await.unwrap();
+                        let mut acked = acked.lock().unwrap();
+                        acked.push(body["ids"][0].as_str().unwrap().to_string());
+                        count_tx.send_replace(acked.len());
+                    }
+                }
+            })
+        })
+        .collect();
+
+    count_rx.wait_for(|n| *n >= 500).await.unwrap();
+    let stream = format!("{prefix}:events");
+    let pending_before = pending_by_consumer(&redis.url, &stream).await;
+    victim.kill().await;
+    let victims_pending: i64 =
+        pending_before.iter().filter(|(name, _)| name.contains(&victim_tag)).map(|(_, n)| *n).sum();
+    count_rx.wait_for(|n| *n >= 1500).await.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    eventually(60, "the survivor took over and drained everything", || async {
+        let pending = pending_by_consumer(&redis.url, &stream).await;
+        let depth: Value = client.get(format!("{}/readyz", bases[0])).send().await.unwrap().json().await.unwrap();
+        depth["queue_depth"] == 0 && pending.values().all(|n| *n == 0)
+    })
+    .await;
+    assert!(victims_pending > 0, "the killed worker had entries in hand: {pending_before:?}");
+
+    let stored = count_events(&client, &bases[1], &token).await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for id in &acked {
+        let r = client.get(format!("{}/api/events/{id}", bases[0])).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 200, "acknowledged event {id} was lost");
+        seen.insert(id.clone());
+    }
+    assert_eq!(stored, seen.len(), "every acknowledged event exactly once, nothing else");
+    survivor.kill().await;
+    for e in ingest {
+        e.kill().await;
+    }
+    redis.stop().await;
+}
