@@ -3,6 +3,9 @@
 #
 #   bench/run.sh            # defaults: 64 connections, 15 s per scenario
 #   SECONDS_PER_RUN=30 CONNECTIONS=128 bench/run.sh
+#   DEPLOYMENT=scaled bench/run.sh   # one ingest node + one worker on PostgreSQL and Redis
+#                                    # (PG_URL, default postgres://postgres@127.0.0.1:5432/test;
+#                                    #  a durable redis-server of its own is started)
 #
 # Prints, from one run on one machine: the HTTP ceiling (a bare axum server
 # answering 202), The Eye's end-to-end rate (accepted AND stored: each run ends
@@ -31,7 +34,7 @@ wait_for_port() {
 field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))" "$1" "$2"; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
-echo "load: $CONNS connections for single events, $BATCH_CONNS for batches, ${SECS}s each"
+echo "deployment: $DEPLOYMENT; load: $CONNS connections for single events, $BATCH_CONNS for batches, ${SECS}s each"
 echo
 
 # 1. HTTP ceiling
@@ -43,17 +46,55 @@ kill "$CEILING_PID"; wait "$CEILING_PID" 2>/dev/null || true
 ceiling_rps=$(field "$ceiling" "round(requests_per_s)")
 echo "HTTP ceiling (bare axum, 202 without reading the body): $ceiling_rps requests/s"
 
+DEPLOYMENT=${DEPLOYMENT:-embedded}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+
+start_scaled() { # sets PIDS to "ingest worker redis" and EYE_ENV
+    local dir=$1 port db
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" --appendonly yes \
+        --appendfsync always --maxmemory-policy noeviction >/dev/null &
+    local redis_pid=$!
+    db="the_eye_bench_$(date +%s%N)"
+    psql "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+    BENCH_DB="$db"
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+    export THE_EYE_DATABASE_URL="${PG_URL%/*}/$db" THE_EYE_REDIS_URL="redis://127.0.0.1:$port" THE_EYE_LOG=warn
+    target/release/the-eye --data-dir "$dir" migrate 2>/dev/null
+    target/release/the-eye --data-dir "$dir" --listen "$ADDR" serve --no-worker &
+    local ingest_pid=$!
+    target/release/the-eye --data-dir "$dir" worker &
+    PIDS="$ingest_pid $! $redis_pid"
+}
+
+stop_scaled() {
+    # shellcheck disable=SC2086
+    kill -TERM $PIDS 2>/dev/null; wait $PIDS 2>/dev/null || true
+    unset THE_EYE_DATABASE_URL THE_EYE_REDIS_URL
+    psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
+}
+
 run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out)
-    local dir
+    local dir pid rss_kb=0
     dir=$(mktemp -d)
-    THE_EYE_LOG=warn target/release/the-eye --data-dir "$dir" --listen "$ADDR" serve &
-    local pid=$!
+    if [ "$DEPLOYMENT" = scaled ]; then
+        start_scaled "$dir"
+    else
+        THE_EYE_LOG=warn target/release/the-eye --data-dir "$dir" --listen "$ADDR" serve &
+        PIDS=$!
+    fi
     wait_for_port
     local out
     out=$($LOADGEN --addr "$ADDR" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" --drain --json)
-    local rss_kb
-    rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    kill -TERM "$pid"; wait "$pid" || true
+    for pid in $PIDS; do # peak RSS of The Eye's processes, summed
+        rss_kb=$((rss_kb + $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")))
+    done
+    if [ "$DEPLOYMENT" = scaled ]; then
+        rss_kb=$((rss_kb - $(awk '/VmHWM/ {print $2}' "/proc/${PIDS##* }/status"))) # not Redis's
+        stop_scaled
+    else
+        kill -TERM "$PIDS"; wait "$PIDS" || true
+    fi
     rm -rf "$dir"
     echo "$out" > "/tmp/the-eye-bench-$1.json"
     printf '%-28s %8s events/s stored end to end   ack p50 %6s µs  p99 %6s µs   peak RSS %s MB\n' \
