@@ -176,6 +176,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Periodic upkeep, such as making the coming months' partitions. Safe to
+    /// run from every process at once.
+    async fn maintain(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Every category and event type.
     async fn catalog(&self) -> Result<(Vec<CategoryDef>, Vec<EventTypeDef>), StoreError>;
     /// Writes events and errors in one transaction, skipping `event_id`s already stored.

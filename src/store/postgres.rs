@@ -102,7 +102,17 @@ fn micros_to_time(micros: i64) -> Result<DateTime<Utc>, StoreError> {
 #[async_trait]
 impl Store for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Setup(format!("migrating: {e}")))
+        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Setup(format!("migrating: {e}")))?;
+        self.maintain().await
+    }
+
+    async fn maintain(&self) -> Result<(), StoreError> {
+        // Last month to three months ahead: a worker that runs at least once a
+        // quarter keeps every current event out of the default partition. Two
+        // processes creating the same partition at once: one gets a duplicate
+        // error, and the next run finds the partition there.
+        sqlx::query("SELECT the_eye_ensure_partitions(1, 3)").execute(&self.pool).await.map_err(classify)?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -2,6 +2,8 @@
 //! and what happens when a backend goes away.
 
 use std::collections::HashMap;
+
+use chrono::Datelike;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -244,4 +246,65 @@ async fn two_ingest_nodes_and_two_workers_lose_nothing_when_a_worker_is_killed()
         e.kill().await;
     }
     redis.stop().await;
+}
+
+#[tokio::test]
+async fn postgres_events_are_partitioned_by_month_and_pruned_whole() {
+    use sqlx::Connection;
+    use the_eye::domain::{Timestamp, ValidEvent};
+    use the_eye::store::{NewEvent, PostgresStore, Store, WriteBatch};
+
+    let Some(pg) = service_url("THE_EYE_TEST_POSTGRES_URL", "PostgreSQL partitions") else { return };
+    let url = postgres_database(&pg).await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let event = |id: uuid::Uuid, ts: &str| NewEvent {
+        event: ValidEvent {
+            event_id: id,
+            session_id: "p".into(),
+            category: "page interaction".into(),
+            name: "pageview".into(),
+            data: serde_json::Map::new(),
+            timestamp: Timestamp::parse(ts).unwrap(),
+        },
+        received_at: chrono::Utc::now(),
+    };
+    let now = uuid::Uuid::now_v7();
+    let legacy = the_eye::domain::event_id::derive(&pageview("old", 1)); // 2021: no partition made
+    let random = uuid::Uuid::new_v4();
+    let batch = WriteBatch {
+        events: vec![
+            event(now, &chrono::Utc::now().to_rfc3339()),
+            event(legacy, "2021-01-01T09:00:01Z"),
+            event(random, "2021-01-01T09:00:02Z"),
+        ],
+        errors: vec![],
+    };
+    store.write(&batch).await.unwrap();
+
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let this_month = chrono::Utc::now().format("events_%Y_%m").to_string();
+    let part = |id: uuid::Uuid| format!("SELECT tableoid::regclass::text FROM events WHERE event_id = '{id}'");
+    let home: String = sqlx::query_scalar(&part(now)).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(home, this_month);
+    let home: String = sqlx::query_scalar(&part(legacy)).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(home, "events_default");
+    let ahead: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_class WHERE relname ~ '^events_[0-9]{4}_[0-9]{2}$'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ahead, 5, "last month, this month and three ahead");
+
+    // Pruning drops whole months: this month's event goes, the others stay.
+    let next_month = (chrono::Utc::now().date_naive().with_day(1).unwrap() + chrono::Months::new(1)).to_string();
+    let dropped: Vec<String> = sqlx::query_scalar(&format!("SELECT the_eye_drop_partitions_before('{next_month}')"))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(dropped.contains(&this_month), "{dropped:?}");
+    assert!(store.event(now).await.unwrap().is_none());
+    assert!(store.event(legacy).await.unwrap().is_some());
+    assert!(store.event(random).await.unwrap().is_some());
+    // Upkeep puts back what is still ahead and leaves the rest.
+    store.maintain().await.unwrap();
 }

@@ -2,7 +2,12 @@
 //! (four indexes, time-ordered ids) with nothing else running, through the
 //! statement the store uses (`json_each`) and through multi-row VALUES.
 //!
+//! With `PG_URL` set, also PostgreSQL (a fresh database with the real, partitioned
+//! schema): the store's `INSERT … SELECT FROM UNNEST` against `COPY` into a temp
+//! table followed by `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+//!
 //! `cargo run --release -p the-eye-bench --bin insertbench`
+//! `PG_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p the-eye-bench --bin insertbench`
 
 use std::str::FromStr;
 use std::time::Instant;
@@ -93,5 +98,98 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     std::fs::remove_dir_all(&dir)?;
+    if let Ok(url) = std::env::var("PG_URL") {
+        postgres(&url).await?;
+    }
+    Ok(())
+}
+
+fn events(batch: usize) -> Vec<the_eye::store::NewEvent> {
+    (0..PER_BATCH)
+        .map(|i| {
+            let n = batch * PER_BATCH + i;
+            let mut data = serde_json::Map::new();
+            data.insert("host".into(), "bench.example".into());
+            data.insert("path".into(), format!("/p/{n}").into());
+            the_eye::store::NewEvent {
+                event: the_eye::domain::ValidEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    session_id: format!("session-{}", n % 5000),
+                    category: "page interaction".into(),
+                    name: "pageview".into(),
+                    data,
+                    timestamp: chrono::Utc::now().into(),
+                },
+                received_at: chrono::Utc::now(),
+            }
+        })
+        .collect()
+}
+
+async fn postgres(admin_url: &str) -> anyhow::Result<()> {
+    use the_eye::store::{PostgresStore, Store, WriteBatch};
+    for mode in ["unnest", "copy"] {
+        let db = format!("the_eye_insertbench_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await?;
+        let url = format!("{}/{db}", admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url));
+        let store = PostgresStore::connect(&url).await?;
+        store.migrate().await?;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        let start = Instant::now();
+        for b in 0..BATCHES {
+            let batch = events(b);
+            if mode == "unnest" {
+                store.write(&WriteBatch { events: batch, errors: vec![] }).await?;
+            } else {
+                let mut tx = conn.begin().await?;
+                sqlx::query(
+                    "CREATE TEMP TABLE IF NOT EXISTS load (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                )
+                .execute(&mut *tx)
+                .await?;
+                let mut text = String::with_capacity(PER_BATCH * 200);
+                for e in &batch {
+                    let ev = &e.event;
+                    let data = serde_json::to_string(&ev.data)?.replace('\\', "\\\\");
+                    text.push_str(&format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                        ev.event_id,
+                        ev.session_id,
+                        ev.category,
+                        ev.name,
+                        data,
+                        ev.timestamp.as_datetime().to_rfc3339(),
+                        e.received_at.to_rfc3339()
+                    ));
+                }
+                let mut copy = tx
+                    .copy_in_raw(
+                        "COPY load (event_id, session_id, category, name, data, occurred_at, received_at) FROM STDIN",
+                    )
+                    .await?;
+                copy.send(text.into_bytes()).await?;
+                copy.finish().await?;
+                sqlx::query(
+                    "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at)
+                     SELECT event_id, session_id, category, name, data, occurred_at, received_at FROM load
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "postgres {mode:>6}: {:.0} rows/s ({} rows, 1000 per transaction)",
+            (BATCHES * PER_BATCH) as f64 / secs,
+            BATCHES * PER_BATCH
+        );
+        drop(conn);
+        drop(store);
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await?;
+    }
     Ok(())
 }
