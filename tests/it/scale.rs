@@ -308,3 +308,41 @@ async fn postgres_events_are_partitioned_by_month_and_pruned_whole() {
     // Upkeep puts back what is still ahead and leaves the rest.
     store.maintain().await.unwrap();
 }
+
+#[tokio::test]
+async fn deliveries_to_a_dead_consumer_count_as_attempts() {
+    let Some(url) = service_url("THE_EYE_TEST_REDIS_URL", "Redis delivery count") else { return };
+    let prefix = prefix();
+    let idle = Duration::from_millis(200);
+    let envelope = the_eye::queue::Envelope {
+        event_id: uuid::Uuid::now_v7(),
+        received_at: chrono::Utc::now(),
+        body: the_eye::queue::Body::Event("{}".into()),
+    };
+    let first = RedisQueue::connect(&url, &prefix, 100, idle, true).await.unwrap();
+    use the_eye::queue::Queue;
+    first.enqueue(vec![envelope.clone()]).await.unwrap();
+    // Three consumers take it in turn and die with it (never ack or release).
+    let mut seen_attempts = Vec::new();
+    for _ in 0..3 {
+        let consumer = RedisQueue::connect(&url, &prefix, 100, idle, true).await.unwrap();
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while got.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the entry was not handed over");
+            got = consumer.claim(10, Duration::from_millis(100)).await.unwrap();
+        }
+        assert_eq!(got[0].envelope, envelope_at_micros(&envelope));
+        seen_attempts.push(got[0].attempts);
+    }
+    assert_eq!(seen_attempts, [0, 1, 2], "each earlier delivery is a failed attempt");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL").arg(format!("{prefix}:events")).query_async(&mut conn).await.unwrap();
+}
+
+fn envelope_at_micros(e: &the_eye::queue::Envelope) -> the_eye::queue::Envelope {
+    let mut e = e.clone();
+    e.received_at = chrono::DateTime::from_timestamp_micros(e.received_at.timestamp_micros()).unwrap();
+    e
+}
