@@ -155,6 +155,20 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
+impl<T, C> Page<T, C> {
+    /// A page from a query that fetched up to `limit + 1` rows: the extra row,
+    /// if any, only says that there is more, and the cursor points after the last row kept.
+    pub fn from_rows(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> C) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

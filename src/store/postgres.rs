@@ -247,14 +247,8 @@ impl Store for PostgresStore {
         }
         qb.push(format!(" ORDER BY occurred_at {dir}, id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
-        let mut items = rows.iter().map(Self::event_from_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > q.limit {
-            items.truncate(q.limit);
-            items.last().map(|e| EventCursor { timestamp_micros: e.timestamp.micros(), row_id: e.row_id })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = rows.iter().map(Self::event_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, q.limit, |e| EventCursor { timestamp_micros: e.timestamp.micros(), row_id: e.row_id }))
     }
 
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
@@ -281,14 +275,8 @@ impl Store for PostgresStore {
         }
         qb.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
-        let mut items = rows.iter().map(Self::error_from_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > q.limit {
-            items.truncate(q.limit);
-            items.last().map(|e| e.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = rows.iter().map(Self::error_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, q.limit, |e| e.id))
     }
 
     async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError> {
