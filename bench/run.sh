@@ -21,6 +21,9 @@ ADDR=127.0.0.1:8077
 LOADGEN=target/release/loadgen
 
 cargo build --release --workspace --quiet
+# One load generator is one client address: lift the per-address and
+# per-application limits, which would otherwise answer most requests with 429.
+export THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off
 
 wait_for_port() {
     for _ in $(seq 1 100); do
@@ -61,6 +64,7 @@ start_scaled() { # sets PIDS to "ingest worker redis" and EYE_ENV
     until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
     export THE_EYE_DATABASE_URL="${PG_URL%/*}/$db" THE_EYE_REDIS_URL="redis://127.0.0.1:$port" THE_EYE_LOG=warn
     target/release/the-eye --data-dir "$dir" migrate 2>/dev/null
+    KEY=$(target/release/the-eye --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
     target/release/the-eye --data-dir "$dir" --listen "$ADDR" serve --no-worker &
     local ingest_pid=$!
     target/release/the-eye --data-dir "$dir" worker &
@@ -80,12 +84,13 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out)
     if [ "$DEPLOYMENT" = scaled ]; then
         start_scaled "$dir"
     else
+        KEY=$(target/release/the-eye --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
         THE_EYE_LOG=warn target/release/the-eye --data-dir "$dir" --listen "$ADDR" serve &
         PIDS=$!
     fi
     wait_for_port
     local out
-    out=$($LOADGEN --addr "$ADDR" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" --drain --json)
+    out=$($LOADGEN --addr "$ADDR" --key "$KEY" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" --drain --json)
     for pid in $PIDS; do # peak RSS of The Eye's processes, summed
         rss_kb=$((rss_kb + $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")))
     done

@@ -1,12 +1,13 @@
 //! Wiring: the shared state, the router, and `serve` with its two-phase shutdown.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{middleware, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
@@ -14,7 +15,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use crate::domain::{Clock, SystemClock};
-use crate::ingest::{self, Limits};
+use crate::hosts::{self, AllowedHosts};
+use crate::ingest::trust::{self, AppCache};
+use crate::ingest::{self, rate, Limits};
 use crate::queue::{Queue, RedisQueue, Spool};
 use crate::store::{self, Store};
 use crate::worker::{CatalogCache, Worker};
@@ -35,6 +38,14 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when shutdown begins; `/readyz` then answers 503.
     pub draining: CancellationToken,
+    /// Hosts this server answers to.
+    pub allowed_hosts: Arc<AllowedHosts>,
+    /// The applications that may send.
+    pub apps: Arc<AppCache>,
+    /// Requests per client address.
+    pub ip_limits: Arc<rate::Limits<IpAddr>>,
+    /// Requests per application.
+    pub app_limits: Arc<rate::Limits<String>>,
 }
 
 /// The assembled service: state plus the worker template.
@@ -59,7 +70,19 @@ impl App {
         let queue = open_queue(&settings).await?;
         let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(settings.catalog_refresh_secs)));
         let worker = Worker::new(queue.clone(), store.clone(), catalog, clock.clone(), &settings);
+        // Both were checked when the settings were loaded; Settings built in code get the same check here.
+        let allowed_hosts = AllowedHosts::parse(&settings.allowed_hosts).map_err(anyhow::Error::msg)?;
+        let app_rate = rate::Rate::parse(&settings.rate_limit_app).map_err(anyhow::Error::msg)?;
+        let ip_rate = rate::Rate::parse(&settings.rate_limit_ip).map_err(anyhow::Error::msg)?;
+        let apps = Arc::new(AppCache::new(store.clone(), Duration::from_secs(settings.catalog_refresh_secs)));
+        // Loaded now, while the store is known to answer, so that ingest can go on
+        // deciding who may send through a later store outage.
+        apps.index().await?;
         let state = AppState {
+            allowed_hosts: Arc::new(allowed_hosts),
+            apps,
+            ip_limits: Arc::new(rate::Limits::new(ip_rate, clock.clone())),
+            app_limits: Arc::new(rate::Limits::new(app_rate, clock.clone())),
             limits: Arc::new(Limits::from(&settings)),
             settings: Arc::new(settings),
             store,
@@ -95,7 +118,8 @@ impl App {
             (0..settings.workers).map(|_| tokio::spawn(self.worker.clone().run(stop_workers.clone()))).collect();
 
         let draining = self.state.draining.clone();
-        let http = axum::serve(listener, router(self.state.clone())).with_graceful_shutdown({
+        let service = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let http = axum::serve(listener, service).with_graceful_shutdown({
             let draining = draining.clone();
             async move {
                 shutdown.await;
@@ -191,13 +215,14 @@ async fn open_queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     Router::new()
-        .route("/collector", post(ingest::collect))
-        .route("/collector/", post(ingest::collect))
+        .route("/collector", post(ingest::collect).options(trust::preflight))
+        .route("/collector/", post(ingest::collect).options(trust::preflight))
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .merge(api::routes(state.clone()))
         .fallback(http_error::not_found)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), hosts::check))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

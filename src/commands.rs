@@ -6,6 +6,8 @@ use tokio::net::TcpListener;
 use crate::api::auth;
 use crate::app::App;
 use crate::config::Settings;
+use crate::domain::application::{new_key, normalize_origin};
+use crate::domain::Application;
 use crate::store;
 
 /// `the-eye serve`: HTTP and (unless `workers = 0`) the embedded workers, until SIGINT/SIGTERM.
@@ -13,6 +15,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let app = App::build(settings.clone()).await?;
+    ensure_demo_application(&settings, app.state().store.as_ref()).await?;
     let addr = listener.local_addr()?;
     if settings.workers == 0 && settings.redis_url.is_none() {
         tracing::warn!("no workers and no Redis: events are accepted into the spool but nothing processes them");
@@ -24,6 +27,82 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         "The Eye is listening"
     );
     app.serve(listener, shutdown_signal()).await
+}
+
+/// Creates the `demo` application on first start, for the demo website and the
+/// README's example, with the server's own origins; logs its key.
+async fn ensure_demo_application(settings: &Settings, store: &dyn store::Store) -> anyhow::Result<()> {
+    if store.applications().await?.iter().any(|a| a.name == "demo") {
+        return Ok(());
+    }
+    let port = settings.listen.port();
+    let mut origins = vec![format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")];
+    if !settings.listen.ip().is_loopback() && !settings.listen.ip().is_unspecified() {
+        origins.push(format!("http://{}", settings.listen));
+    }
+    let app = Application { name: "demo".into(), key: new_key(), origins, active: true };
+    store.create_application(&app).await?;
+    tracing::info!(
+        key = %app.key,
+        origins = %app.origins.join(" "),
+        "created the demo application; pages on these origins may send events (see `the-eye apps list`)"
+    );
+    Ok(())
+}
+
+/// `the-eye apps create --name N [--origin URL…]`: prints the new application as JSON.
+pub async fn create_app(settings: Settings, name: &str, origins: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(!name.trim().is_empty(), "--name must not be blank");
+    let origins = origins
+        .iter()
+        .map(|o| {
+            normalize_origin(o).ok_or_else(|| anyhow::anyhow!("{o:?} is not an origin like https://shop.example.com"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let store = open_store(&settings).await?;
+    if store.applications().await?.iter().any(|a| a.name == name) {
+        anyhow::bail!("an application named {name:?} already exists");
+    }
+    let app = Application { name: name.to_string(), key: new_key(), origins, active: true };
+    store.create_application(&app).await?;
+    println!("{}", serde_json::json!({"name": app.name, "key": app.key, "origins": app.origins}));
+    if app.is_server() {
+        eprintln!("no --origin: this is a server key; keep it secret and send it only from servers");
+    }
+    Ok(())
+}
+
+/// `the-eye apps list`: every application as a JSON array.
+pub async fn list_apps(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    println!("{}", serde_json::to_string_pretty(&store.applications().await?)?);
+    Ok(())
+}
+
+/// `the-eye apps revoke NAME`: the application's key stops working.
+pub async fn revoke_app(settings: Settings, name: &str) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    anyhow::ensure!(store.set_application_active(name, false).await?, "no application named {name:?}");
+    eprintln!("application {name:?} revoked; its requests are refused from now on (within catalog_refresh_secs on running servers)");
+    Ok(())
+}
+
+/// `the-eye apps rotate NAME`: a new key replaces the old one, which stops working.
+pub async fn rotate_app(settings: Settings, name: &str) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let key = new_key();
+    anyhow::ensure!(store.set_application_key(name, &key).await?, "no application named {name:?}");
+    let app = store.applications().await?.into_iter().find(|a| a.name == name);
+    let origins = app.map(|a| a.origins).unwrap_or_default();
+    println!("{}", serde_json::json!({"name": name, "key": key, "origins": origins}));
+    Ok(())
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let store = store::open(&settings.database_url()).await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 /// `the-eye worker`: queue consumers only, for the scaled-out deployment.
@@ -50,9 +129,7 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
 /// `the-eye tokens create --name N`: prints a new read-API token (only its hash is kept).
 pub async fn create_token(settings: Settings, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(!name.trim().is_empty(), "--name must not be blank");
-    std::fs::create_dir_all(&settings.data_dir)?;
-    let store = store::open(&settings.database_url()).await?;
-    store.migrate().await?;
+    let store = open_store(&settings).await?;
     let token = auth::new_token();
     store.create_token(name, &auth::hash_token(&token)).await?;
     println!("{token}");

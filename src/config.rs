@@ -19,6 +19,15 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Store URL; unset means `sqlite://<data_dir>/the-eye.db`.
     pub database_url: Option<String>,
+    /// Host names this server answers to, comma-separated; `.example.com` also
+    /// matches every subdomain, `*` matches anything (Django's `ALLOWED_HOSTS`).
+    pub allowed_hosts: String,
+    /// Behind a reverse proxy: honour `X-Forwarded-Host` and `X-Forwarded-For`.
+    pub trust_proxy: bool,
+    /// Events requests per application, like `1000/s` or `60000/min`; `off` for none.
+    pub rate_limit_app: String,
+    /// Events requests per client address, like `100/s`; `off` for none.
+    pub rate_limit_ip: String,
     /// Redis URL for the queue; unset means the embedded spool in the data dir.
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys (the stream is `<prefix>:events`).
@@ -83,6 +92,10 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            allowed_hosts: "localhost,127.0.0.1,[::1]".into(),
+            trust_proxy: false,
+            rate_limit_app: "1000/s".into(),
+            rate_limit_ip: "100/s".into(),
             redis_url: None,
             redis_prefix: "the-eye".into(),
             redis_claim_idle_secs: 30,
@@ -206,6 +219,11 @@ impl Settings {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be greater than 0")));
         }
+        crate::hosts::AllowedHosts::parse(&self.allowed_hosts).map_err(ConfigError::Invalid)?;
+        crate::ingest::rate::Rate::parse(&self.rate_limit_app)
+            .map_err(|e| ConfigError::Invalid(format!("rate_limit_app: {e}")))?;
+        crate::ingest::rate::Rate::parse(&self.rate_limit_ip)
+            .map_err(|e| ConfigError::Invalid(format!("rate_limit_ip: {e}")))?;
         // serde_json refuses deeper documents itself; past that our limit would be a lie.
         if self.max_json_depth > 120 {
             return Err(ConfigError::Invalid("max_json_depth must be at most 120".into()));

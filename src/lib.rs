@@ -12,8 +12,10 @@
 //! HTTP ──► ingest ──► queue ──► worker ──► store ◄── api
 //! ```
 //!
-//! - [`ingest`]: `POST /collector`. Media type, size limits, gzip, nesting depth,
-//!   JSON; one id per event (the client's, or derived from content); enqueue; 202.
+//! - [`hosts`]: every request's `Host` must be an allowed host (400 otherwise).
+//! - [`ingest`]: `POST /collector`. Media type, rate limits, write key and origin
+//!   (`ingest::trust`, with CORS), size limits, gzip, nesting depth, JSON; one id
+//!   per event (the client's, or derived from content); enqueue; 202.
 //! - [`queue`]: the [`queue::Queue`] trait and the embedded [`queue::Spool`]
 //!   (SQLite, WAL, fsync'd group commit). `Ok` from `enqueue` means durable.
 //! - [`worker`]: claim a batch, validate with [`domain`], write events and errors
@@ -33,6 +35,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod hosts;
 pub mod http_error;
 pub mod ingest;
 pub mod queue;

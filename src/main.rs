@@ -54,10 +54,41 @@ enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// Applications: the websites and servers that may send events.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
     /// Read-API tokens.
     Tokens {
         #[command(subcommand)]
         command: TokensCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppsCommand {
+    /// Create an application and print it as JSON, with its write key.
+    Create {
+        /// A unique name, recorded on every event it sends.
+        #[arg(long)]
+        name: String,
+        /// An origin its pages are served from, like https://shop.example.com
+        /// (repeat for several). None: a server-side application with a secret key.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+    },
+    /// Print every application as JSON.
+    List,
+    /// Refuse the application's requests from now on.
+    Revoke {
+        /// The application's name.
+        name: String,
+    },
+    /// Give the application a new key; the old one stops working.
+    Rotate {
+        /// The application's name.
+        name: String,
     },
 }
 
@@ -100,5 +131,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker { .. } => commands::worker(settings).await,
         Command::Migrate => commands::migrate(settings).await,
         Command::Tokens { command: TokensCommand::Create { name } } => commands::create_token(settings, &name).await,
+        Command::Apps { command } => match command {
+            AppsCommand::Create { name, origins } => commands::create_app(settings, &name, &origins).await,
+            AppsCommand::List => commands::list_apps(settings).await,
+            AppsCommand::Revoke { name } => commands::revoke_app(settings, &name).await,
+            AppsCommand::Rotate { name } => commands::rotate_app(settings, &name).await,
+        },
     }
 }

@@ -102,6 +102,7 @@ struct EventOut {
     data: Box<RawValue>,
     timestamp: String,
     received_at: String,
+    application: Option<String>,
 }
 
 impl From<StoredEvent> for EventOut {
@@ -114,6 +115,7 @@ impl From<StoredEvent> for EventOut {
             data: e.data,
             timestamp: e.timestamp.to_string(),
             received_at: Timestamp::from(e.received_at).to_string(),
+            application: e.application,
         }
     }
 }
@@ -126,6 +128,7 @@ struct ErrorOut {
     raw: String,
     reasons: Vec<Reason>,
     received_at: String,
+    application: Option<String>,
 }
 
 impl From<StoredError> for ErrorOut {
@@ -136,6 +139,7 @@ impl From<StoredError> for ErrorOut {
             raw: e.raw,
             reasons: e.reasons,
             received_at: Timestamp::from(e.received_at).to_string(),
+            application: e.application,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! about an event's *content* is decided here, in the worker, so that one invalid
 //! event never holds up the request it came in.
 
+pub mod application;
 pub mod catalog;
 pub mod clock;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod event_id;
 pub mod reason;
 pub mod timestamp;
 
+pub use application::Application;
 pub use catalog::{Catalog, CategoryDef, EventTypeDef};
 pub use clock::{Clock, SystemClock};
 pub use event::{validate, Rules, ValidEvent};

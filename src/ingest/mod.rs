@@ -1,14 +1,19 @@
 //! The collector, `POST /collector`: decode, check limits, enqueue, answer.
 //!
-//! It does only what must be decided before the 202 (is this JSON within the
-//! limits?) and leaves content validation to the workers, so a request costs
-//! one parse and one share of a group commit.
+//! It does only what must be decided before the 202 (may this client send,
+//! is this JSON within the limits?) and leaves content validation to the
+//! workers, so a request costs one parse and one share of a group commit.
+//! A request refused for trust (401, 403, 429) queues nothing.
 
 pub mod decode;
+pub mod rate;
+pub mod trust;
 
-use axum::body::Body as HttpBody;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -46,6 +51,23 @@ pub enum IngestError {
     /// 503: the queue is full or failing; try again after `Retry-After`.
     #[error("{0}")]
     Unavailable(QueueError, u64),
+    /// 401: no key, an unknown one, or a revoked application.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the origin may not send for this application.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 429: over a rate limit; `Retry-After` says when to come back.
+    #[error("{message}")]
+    RateLimited {
+        /// Which limit.
+        message: &'static str,
+        /// Seconds until a request would be accepted.
+        retry_after: u64,
+    },
+    /// 503: the applications could not be loaded.
+    #[error("store unavailable")]
+    StoreUnavailable,
 }
 
 impl IntoResponse for IngestError {
@@ -73,6 +95,22 @@ impl IntoResponse for IngestError {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 response
             }
+            Self::Unauthorized(m) => error_response(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Self::Forbidden(m) => error_response(StatusCode::FORBIDDEN, "forbidden_origin", m),
+            Self::RateLimited { message, retry_after } => {
+                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
+            Self::StoreUnavailable => {
+                let mut response = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "cannot check the sender right now; retry later",
+                );
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+                response
+            }
         }
     }
 }
@@ -86,35 +124,84 @@ pub struct Accepted {
     pub ids: Vec<Uuid>,
 }
 
-/// `POST /collector`: one event or an array of them.
-pub async fn collect(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: HttpBody,
-) -> Result<(StatusCode, Json<Accepted>), IngestError> {
+/// `POST /collector`: one event or an array of them. Answers carry CORS headers
+/// for allowed origins, errors included, so a page can read why it was refused.
+pub async fn collect(State(state): State<AppState>, request: Request) -> Response {
+    let origin = trust::request_origin(request.headers()).flatten();
+    let result = accept(&state, request).await;
+    let mut response = match result {
+        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    let index = state.apps.index().await.ok();
+    trust::add_cors(&mut response, origin.as_deref(), index.as_deref());
+    response
+}
+
+/// The client's address: the peer, or with a trusted proxy the address the
+/// proxy appended last to `X-Forwarded-For`. Kept in memory for rate limiting
+/// only; never stored.
+fn client_ip(headers: &HeaderMap, extensions: &Extensions, trust_proxy: bool) -> Option<IpAddr> {
+    if trust_proxy {
+        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        if let Some(ip) = forwarded.and_then(|v| v.rsplit(',').next()).and_then(|ip| ip.trim().parse().ok()) {
+            return Some(ip);
+        }
+    }
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestError> {
     let limits = &state.limits;
-    decode::check_content_type(&headers)?;
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    decode::check_content_type(headers)?;
+
+    // Per address first, so floods of bad keys are limited too.
+    let ip = client_ip(headers, &parts.extensions, state.settings.trust_proxy);
+    if let Some(ip) = ip {
+        state.ip_limits.check(&ip).map_err(|wait| IngestError::RateLimited {
+            message: "too many requests from this address",
+            retry_after: retry_secs(wait),
+        })?;
+    }
+    let app = trust::authorize(&state.apps, headers, &parts.uri).await?;
+    state.app_limits.check(&app.name).map_err(|wait| IngestError::RateLimited {
+        message: "too many requests for this application",
+        retry_after: retry_secs(wait),
+    })?;
+
     let too_large = || IngestError::TooLarge(format!("body exceeds {} bytes", limits.max_body_bytes));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes) {
         return Err(too_large());
     }
     let wire = axum::body::to_bytes(body, limits.max_body_bytes).await.map_err(|_| too_large())?;
-    let decoded = decode::decode_content(&headers, &wire, limits)?;
+    let decoded = decode::decode_content(headers, &wire, limits)?;
     let received_at = state.clock.now();
+    let application = Some(app.name);
 
     let events = match decode::split_events(&decoded, limits) {
         Ok(events) => events,
         Err(Err(limit)) => return Err(limit),
-        Err(Ok(refusal)) => return Err(record_refusal(&state, &decoded, refusal, received_at).await),
+        Err(Ok(refusal)) => return Err(record_refusal(state, &decoded, refusal, received_at, application).await),
     };
     let ids: Vec<Uuid> = events.iter().map(|(id, _)| *id).collect();
     let envelopes = events
         .into_iter()
-        .map(|(event_id, json)| Envelope { event_id, received_at, body: Body::Event(json) })
+        .map(|(event_id, json)| Envelope {
+            event_id,
+            received_at,
+            application: application.clone(),
+            body: Body::Event(json),
+        })
         .collect();
-    state.queue.enqueue(envelopes).await.map_err(|e| unavailable(&state, e))?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: ids.len(), ids })))
+    state.queue.enqueue(envelopes).await.map_err(|e| unavailable(state, e))?;
+    Ok(Accepted { accepted: ids.len(), ids })
 }
 
 fn unavailable(state: &AppState, e: QueueError) -> IngestError {
@@ -131,6 +218,7 @@ async fn record_refusal(
     body: &[u8],
     refusal: decode::Refusal,
     received_at: chrono::DateTime<chrono::Utc>,
+    application: Option<String>,
 ) -> IngestError {
     let cap = state.settings.max_rejected_body_bytes;
     let mut raw = String::from_utf8_lossy(&body[..body.len().min(cap)]).into_owned();
@@ -141,6 +229,7 @@ async fn record_refusal(
     let envelope = Envelope {
         event_id,
         received_at,
+        application,
         body: Body::Rejected { raw, reason: Reason::new("body", refusal.code, refusal.message.clone()) },
     };
     let recorded_as = match state.queue.enqueue(vec![envelope]).await {

@@ -26,6 +26,8 @@ pub struct Envelope {
     pub event_id: Uuid,
     /// When ingest received it.
     pub received_at: DateTime<Utc>,
+    /// The application that sent it.
+    pub application: Option<String>,
     /// What arrived.
     pub body: Body,
 }

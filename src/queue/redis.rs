@@ -12,6 +12,8 @@
 //!   `a` field (then acknowledged and deleted), and the delivery count of an
 //!   entry taken over from a dead consumer counts too. So an entry that keeps
 //!   killing workers ends as an event error like any other poison entry.
+//! - Fields of an entry: `i` event id, `t` received (µs), `b` body, `r` reason
+//!   of a refused body, `a` attempts, `p` the sending application.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -130,7 +132,8 @@ fn decode(entry: &Value, extra_attempts: u32) -> Result<Delivery, QueueError> {
     let Value::Array(parts) = entry else { return Err(bad()) };
     let id = parts.first().and_then(text).ok_or_else(bad)?;
     let Some(Value::Array(fields)) = parts.get(1) else { return Err(bad()) };
-    let (mut event_id, mut received, mut reason, mut body, mut attempts) = (None, None, None, None, 0u32);
+    let (mut event_id, mut received, mut reason, mut body, mut attempts, mut application) =
+        (None, None, None, None, 0u32, None);
     for pair in fields.chunks(2) {
         let (Some(k), Some(v)) = (pair.first().and_then(text), pair.get(1).and_then(text)) else { continue };
         match k.as_str() {
@@ -139,6 +142,7 @@ fn decode(entry: &Value, extra_attempts: u32) -> Result<Delivery, QueueError> {
             "r" => reason = Some(serde_json::from_str::<Reason>(&v).map_err(unavailable)?),
             "b" => body = Some(v),
             "a" => attempts = v.parse().unwrap_or(0),
+            "p" => application = Some(v),
             _ => {}
         }
     }
@@ -150,7 +154,7 @@ fn decode(entry: &Value, extra_attempts: u32) -> Result<Delivery, QueueError> {
     Ok(Delivery {
         tag: tag_of(&id)?,
         attempts: attempts + extra_attempts,
-        envelope: Envelope { event_id, received_at, body },
+        envelope: Envelope { event_id, received_at, application, body },
     })
 }
 
@@ -167,6 +171,9 @@ fn xadd(pipe: &mut redis::Pipeline, stream: &str, e: &Envelope, attempts: u32) {
     }
     if attempts > 0 {
         cmd.arg("a").arg(attempts);
+    }
+    if let Some(app) = &e.application {
+        cmd.arg("p").arg(app.as_str());
     }
 }
 

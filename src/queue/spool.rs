@@ -36,7 +36,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
     received_at INTEGER NOT NULL,
     rejected_reason TEXT,
     body TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    application TEXT
 )";
 
 /// Most commands folded into one group commit.
@@ -98,6 +99,18 @@ impl Spool {
             .busy_timeout(Duration::from_secs(5));
         let mut writer = options.clone().connect().await.map_err(unavailable)?;
         sqlx::query(SCHEMA).execute(&mut writer).await.map_err(unavailable)?;
+        // Spools written before applications existed lack the column; their entries stay valid.
+        let has_app: bool =
+            sqlx::query_scalar("SELECT COUNT(*) > 0 FROM pragma_table_info('spool') WHERE name = 'application'")
+                .fetch_one(&mut writer)
+                .await
+                .map_err(unavailable)?;
+        if !has_app {
+            sqlx::query("ALTER TABLE spool ADD COLUMN application TEXT")
+                .execute(&mut writer)
+                .await
+                .map_err(unavailable)?;
+        }
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM spool").fetch_one(&mut writer).await.map_err(unavailable)?;
 
@@ -173,7 +186,7 @@ fn decode(row: &SqliteRow) -> Result<Delivery, QueueError> {
     Ok(Delivery {
         tag: DeliveryTag(seq as u128),
         attempts: row.get::<i64, _>("attempts") as u32,
-        envelope: Envelope { event_id, received_at, body },
+        envelope: Envelope { event_id, received_at, application: row.get("application"), body },
     })
 }
 
@@ -222,6 +235,10 @@ fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// One appended row as `json_each` reads it:
+/// `[event id (hex), received µs, refusal reason, body, application]`.
+type SpoolRow<'a> = (String, i64, Option<String>, &'a str, Option<&'a str>);
+
 /// Applies a group of commands in one transaction and returns (appended, deleted).
 ///
 /// Each kind of command becomes one statement whatever the group's size: rows
@@ -229,7 +246,7 @@ fn to_json(value: &impl serde::Serialize) -> String {
 /// thread and every statement is a round trip to it, so statements, not rows,
 /// are what a group commit must keep few.
 async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<(u64, u64), sqlx::Error> {
-    let mut rows: Vec<(String, i64, Option<String>, &str)> = Vec::new();
+    let mut rows: Vec<SpoolRow<'_>> = Vec::new();
     let (mut acks, mut releases): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     for cmd in group {
         match cmd {
@@ -238,14 +255,20 @@ async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<(u64, u
                     Body::Event(json) => (json.as_str(), None),
                     Body::Rejected { raw, reason } => (raw.as_str(), serde_json::to_string(reason).ok()),
                 };
-                (e.event_id.simple().to_string(), e.received_at.timestamp_micros(), reason, body)
+                (
+                    e.event_id.simple().to_string(),
+                    e.received_at.timestamp_micros(),
+                    reason,
+                    body,
+                    e.application.as_deref(),
+                )
             })),
             Command::Ack(seqs, _) => acks.extend(seqs),
             Command::Release(seqs, _) => releases.extend(seqs),
         }
     }
-    const INSERT: &str = "INSERT INTO spool (event_id, received_at, rejected_reason, body) \
-         SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) ORDER BY key";
+    const INSERT: &str = "INSERT INTO spool (event_id, received_at, rejected_reason, body, application) \
+         SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?) ORDER BY key";
     if acks.is_empty() && releases.is_empty() {
         // The common case under load: appends only. One statement is atomic by
         // itself, so it runs in autocommit: one round trip, one fsync, no BEGIN.

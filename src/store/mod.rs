@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::domain::{CategoryDef, EventTypeDef, Reason, Timestamp, ValidEvent};
+use crate::domain::{Application, CategoryDef, EventTypeDef, Reason, Timestamp, ValidEvent};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -26,6 +26,8 @@ pub struct NewEvent {
     pub event: ValidEvent,
     /// When ingest received it.
     pub received_at: DateTime<Utc>,
+    /// The application that sent it.
+    pub application: Option<String>,
 }
 
 /// An accepted item that failed validation (or ingest), with every reason.
@@ -39,6 +41,8 @@ pub struct NewEventError {
     pub reasons: Vec<Reason>,
     /// When ingest received it.
     pub received_at: DateTime<Utc>,
+    /// The application that sent it.
+    pub application: Option<String>,
 }
 
 /// What a worker writes in one transaction.
@@ -76,6 +80,8 @@ pub struct StoredEvent {
     pub timestamp: Timestamp,
     /// When ingest received it.
     pub received_at: DateTime<Utc>,
+    /// The application that sent it.
+    pub application: Option<String>,
 }
 
 /// A stored event error.
@@ -91,6 +97,8 @@ pub struct StoredError {
     pub reasons: Vec<Reason>,
     /// When ingest received it.
     pub received_at: DateTime<Utc>,
+    /// The application that sent it.
+    pub application: Option<String>,
 }
 
 /// Sort direction of a listing.
@@ -209,6 +217,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError>;
     /// True when a token with this hash exists.
     async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError>;
+    /// Every application, revoked ones included.
+    async fn applications(&self) -> Result<Vec<Application>, StoreError>;
+    /// Adds an application; a name or key already taken is `Rejected`.
+    async fn create_application(&self, app: &Application) -> Result<(), StoreError>;
+    /// Sets whether an application may send; false when there is no such application.
+    async fn set_application_active(&self, name: &str, active: bool) -> Result<bool, StoreError>;
+    /// Replaces an application's key; false when there is no such application.
+    async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://…` (`postgresql://…`).

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{
     ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
-use crate::domain::{CategoryDef, EventTypeDef, Reason, Timestamp};
+use crate::domain::{Application, CategoryDef, EventTypeDef, Reason, Timestamp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -78,6 +78,7 @@ impl PostgresStore {
             data: RawValue::from_string(data).map_err(|e| StoreError::Unavailable(e.to_string()))?,
             timestamp: Timestamp::from(occurred),
             received_at: row.get("received_at"),
+            application: row.get("application"),
         })
     }
 
@@ -89,11 +90,13 @@ impl PostgresStore {
             raw: row.get("raw"),
             reasons: serde_json::from_str(&reasons).map_err(|e| StoreError::Unavailable(e.to_string()))?,
             received_at: row.get("received_at"),
+            application: row.get("application"),
         })
     }
 }
 
-const EVENT_COLUMNS: &str = "id, event_id, session_id, category, name, data::text AS data, occurred_at, received_at";
+const EVENT_COLUMNS: &str =
+    "id, event_id, session_id, category, name, data::text AS data, occurred_at, received_at, application";
 
 fn micros_to_time(micros: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Unavailable(format!("bad time {micros}")))
@@ -147,6 +150,7 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         if !batch.events.is_empty() {
             let n = batch.events.len();
+            let mut apps: Vec<Option<String>> = Vec::with_capacity(n);
             let (mut ids, mut sessions, mut categories, mut names, mut data, mut occurred, mut received) = (
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
@@ -165,12 +169,14 @@ impl Store for PostgresStore {
                 data.push(serde_json::to_string(&ev.data).map_err(|e| StoreError::Rejected(e.to_string()))?);
                 occurred.push(ev.timestamp.as_datetime());
                 received.push(e.received_at);
+                apps.push(e.application.clone());
             }
             sqlx::query(
-                "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at)
-                 SELECT u.event_id, u.session_id, u.category, u.name, u.data::jsonb, u.occurred_at, u.received_at
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-                     AS u (event_id, session_id, category, name, data, occurred_at, received_at)
+                "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, application)
+                 SELECT u.event_id, u.session_id, u.category, u.name, u.data::jsonb, u.occurred_at, u.received_at, u.app
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                             $7::timestamptz[], $8::text[])
+                     AS u (event_id, session_id, category, name, data, occurred_at, received_at, app)
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .bind(ids)
@@ -180,6 +186,7 @@ impl Store for PostgresStore {
             .bind(data)
             .bind(occurred)
             .bind(received)
+            .bind(apps)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -200,16 +207,19 @@ impl Store for PostgresStore {
                 })
                 .collect::<Result<Vec<String>, _>>()?;
             let received: Vec<DateTime<Utc>> = batch.errors.iter().map(|e| e.received_at).collect();
+            let apps: Vec<Option<String>> = batch.errors.iter().map(|e| e.application.clone()).collect();
             sqlx::query(
-                "INSERT INTO event_errors (event_id, raw, reasons, received_at)
-                 SELECT u.event_id, u.raw, u.reasons::jsonb, u.received_at
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS u (event_id, raw, reasons, received_at)
+                "INSERT INTO event_errors (event_id, raw, reasons, received_at, application)
+                 SELECT u.event_id, u.raw, u.reasons::jsonb, u.received_at, u.app
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                     AS u (event_id, raw, reasons, received_at, app)
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .bind(ids)
             .bind(raws)
             .bind(reasons)
             .bind(received)
+            .bind(apps)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -248,7 +258,10 @@ impl Store for PostgresStore {
         qb.push(format!(" ORDER BY occurred_at {dir}, id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
         let items = rows.iter().map(Self::event_from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(items, q.limit, |e| EventCursor { timestamp_micros: e.timestamp.micros(), row_id: e.row_id }))
+        Ok(Page::from_rows(items, q.limit, |e| EventCursor {
+            timestamp_micros: e.timestamp.micros(),
+            row_id: e.row_id,
+        }))
     }
 
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
@@ -262,7 +275,7 @@ impl Store for PostgresStore {
 
     async fn errors(&self, q: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError> {
         let mut qb = QueryBuilder::<Postgres>::new(
-            "SELECT id, event_id, raw, reasons::text AS reasons, received_at FROM event_errors WHERE TRUE",
+            "SELECT id, event_id, raw, reasons::text AS reasons, received_at, application FROM event_errors WHERE TRUE",
         );
         if let Some(v) = q.from {
             qb.push(" AND received_at >= ").push_bind(v.as_datetime());
@@ -296,5 +309,55 @@ impl Store for PostgresStore {
             .await
             .map_err(classify)?;
         Ok(found.is_some())
+    }
+
+    async fn applications(&self) -> Result<Vec<Application>, StoreError> {
+        sqlx::query("SELECT name, key, origins::text AS origins, active FROM applications ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|r| {
+                let origins: String = r.get("origins");
+                Ok(Application {
+                    name: r.get("name"),
+                    key: r.get("key"),
+                    origins: serde_json::from_str(&origins).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    active: r.get("active"),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_application(&self, app: &Application) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO applications (name, key, origins, active) VALUES ($1, $2, $3::jsonb, $4)")
+            .bind(&app.name)
+            .bind(&app.key)
+            .bind(serde_json::to_string(&app.origins).map_err(|e| StoreError::Rejected(e.to_string()))?)
+            .bind(app.active)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_application_active(&self, name: &str, active: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE applications SET active = $1 WHERE name = $2")
+            .bind(active)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE applications SET key = $1 WHERE name = $2")
+            .bind(key)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{
     ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
-use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
+use crate::domain::{Application, CategoryDef, EventTypeDef, Timestamp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -102,6 +102,7 @@ impl SqliteStore {
             timestamp: Timestamp::from_micros(row.get("occurred_at"))
                 .ok_or_else(|| StoreError::Unavailable("bad occurred_at".into()))?,
             received_at: time(row.get("received_at"))?,
+            application: row.get("application"),
         })
     }
 
@@ -113,11 +114,12 @@ impl SqliteStore {
             raw: row.get("raw"),
             reasons: serde_json::from_str(&reasons).map_err(|e| StoreError::Unavailable(e.to_string()))?,
             received_at: time(row.get("received_at"))?,
+            application: row.get("application"),
         })
     }
 }
 
-const EVENT_COLUMNS: &str = "id, event_id, session_id, category, name, data, occurred_at, received_at";
+const EVENT_COLUMNS: &str = "id, event_id, session_id, category, name, data, occurred_at, received_at, application";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -169,7 +171,7 @@ impl Store for SqliteStore {
         // (bench/src/bin/insertbench.rs).
         for chunk in batch.events.chunks(INSERT_CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, created_at) ",
+                "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, created_at, application) ",
             );
             qb.push_values(chunk, |mut row, e| {
                 let ev = &e.event;
@@ -180,21 +182,23 @@ impl Store for SqliteStore {
                     .push_bind(serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into()))
                     .push_bind(ev.timestamp.micros())
                     .push_bind(e.received_at.timestamp_micros())
-                    .push_bind(created_at);
+                    .push_bind(created_at)
+                    .push_bind(e.application.as_deref());
             });
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
             qb.build().execute(&mut *tx).await.map_err(classify)?;
         }
         for chunk in batch.errors.chunks(INSERT_CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at) ",
+                "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application) ",
             );
             qb.push_values(chunk, |mut row, e| {
                 row.push_bind(e.event_id.as_bytes().to_vec())
                     .push_bind(e.raw.as_str())
                     .push_bind(serde_json::to_string(&e.reasons).unwrap_or_else(|_| "[]".into()))
                     .push_bind(e.received_at.timestamp_micros())
-                    .push_bind(created_at);
+                    .push_bind(created_at)
+                    .push_bind(e.application.as_deref());
             });
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
             qb.build().execute(&mut *tx).await.map_err(classify)?;
@@ -233,7 +237,10 @@ impl Store for SqliteStore {
         qb.push(format!(" ORDER BY occurred_at {dir}, id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
         let items = rows.iter().map(Self::event_from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(items, q.limit, |e| EventCursor { timestamp_micros: e.timestamp.micros(), row_id: e.row_id }))
+        Ok(Page::from_rows(items, q.limit, |e| EventCursor {
+            timestamp_micros: e.timestamp.micros(),
+            row_id: e.row_id,
+        }))
     }
 
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
@@ -246,8 +253,9 @@ impl Store for SqliteStore {
     }
 
     async fn errors(&self, q: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError> {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new("SELECT id, event_id, raw, reasons, received_at FROM event_errors WHERE 1 = 1");
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT id, event_id, raw, reasons, received_at, application FROM event_errors WHERE 1 = 1",
+        );
         if let Some(v) = q.from {
             qb.push(" AND received_at >= ").push_bind(v.micros());
         }
@@ -281,5 +289,56 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         Ok(found.is_some())
+    }
+
+    async fn applications(&self) -> Result<Vec<Application>, StoreError> {
+        sqlx::query("SELECT name, key, origins, active FROM applications ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|r| {
+                let origins: String = r.get("origins");
+                Ok(Application {
+                    name: r.get("name"),
+                    key: r.get("key"),
+                    origins: serde_json::from_str(&origins).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    active: r.get("active"),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_application(&self, app: &Application) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO applications (name, key, origins, active, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&app.name)
+            .bind(&app.key)
+            .bind(serde_json::to_string(&app.origins).map_err(|e| StoreError::Rejected(e.to_string()))?)
+            .bind(app.active)
+            .bind(now_micros())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_application_active(&self, name: &str, active: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE applications SET active = ? WHERE name = ?")
+            .bind(active)
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE applications SET key = ? WHERE name = ?")
+            .bind(key)
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
     }
 }

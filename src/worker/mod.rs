@@ -61,6 +61,9 @@ pub enum StepError {
     ShuttingDown,
 }
 
+/// What an event error is built from: id, raw payload, time received, application.
+type EntryRef<'a> = (uuid::Uuid, &'a str, chrono::DateTime<chrono::Utc>, &'a Option<String>);
+
 /// What became of one delivery.
 enum Outcome {
     Event(NewEvent),
@@ -191,13 +194,20 @@ impl Worker {
     }
 
     fn process(&self, d: Delivery, catalog: &Catalog, now: chrono::DateTime<chrono::Utc>) -> Item {
-        let Envelope { event_id, received_at, body } = d.envelope;
+        let Envelope { event_id, received_at, application, body } = d.envelope;
         let raw = match &body {
             Body::Event(json) => json.clone(),
             Body::Rejected { raw, .. } => raw.clone(),
         };
-        let error =
-            |reasons: Vec<Reason>| Outcome::Error(NewEventError { event_id, raw: raw.clone(), reasons, received_at });
+        let error = |reasons: Vec<Reason>| {
+            Outcome::Error(NewEventError {
+                event_id,
+                raw: raw.clone(),
+                reasons,
+                received_at,
+                application: application.clone(),
+            })
+        };
         // A panic in validation (a bug, or a pathological input) must cost this entry
         // an attempt, not the whole batch or the worker.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &body {
@@ -205,7 +215,7 @@ impl Worker {
             Body::Event(json) => match serde_json::from_str(json) {
                 Err(e) => error(vec![Reason::new("body", "invalid_json", e.to_string())]),
                 Ok(value) => match domain::validate(&value, event_id, now, catalog, &self.rules) {
-                    Ok(event) => Outcome::Event(NewEvent { event, received_at }),
+                    Ok(event) => Outcome::Event(NewEvent { event, received_at, application: application.clone() }),
                     Err(reasons) => error(reasons),
                 },
             },
@@ -214,9 +224,7 @@ impl Worker {
             tracing::error!(%event_id, attempt = d.attempts + 1, "processing an entry panicked");
             self.last_chance(
                 d.attempts,
-                event_id,
-                &raw,
-                received_at,
+                (event_id, &raw, received_at, &application),
                 "processing_failed",
                 "processing this event failed",
             )
@@ -225,21 +233,15 @@ impl Worker {
     }
 
     /// After its last allowed attempt an entry becomes an event error; before that, a retry.
-    fn last_chance(
-        &self,
-        attempts: u32,
-        event_id: uuid::Uuid,
-        raw: &str,
-        received_at: chrono::DateTime<chrono::Utc>,
-        code: &str,
-        message: &str,
-    ) -> Outcome {
+    fn last_chance(&self, attempts: u32, entry: EntryRef<'_>, code: &str, message: &str) -> Outcome {
+        let (event_id, raw, received_at, application) = entry;
         if attempts + 1 >= self.max_attempts {
             Outcome::Error(NewEventError {
                 event_id,
                 raw: raw.to_string(),
                 reasons: vec![Reason::new("body", code, format!("{message} {} times", attempts + 1))],
                 received_at,
+                application: application.clone(),
             })
         } else {
             Outcome::Retry
@@ -256,17 +258,15 @@ impl Worker {
             match self.store.write(&single).await {
                 Ok(()) => {}
                 Err(StoreError::Rejected(e)) => {
-                    let (event_id, received_at) = match &item.outcome {
-                        Outcome::Event(ev) => (ev.event.event_id, ev.received_at),
-                        Outcome::Error(err) => (err.event_id, err.received_at),
+                    let (event_id, received_at, application) = match &item.outcome {
+                        Outcome::Event(ev) => (ev.event.event_id, ev.received_at, ev.application.clone()),
+                        Outcome::Error(err) => (err.event_id, err.received_at, err.application.clone()),
                         Outcome::Retry => continue,
                     };
                     tracing::warn!(%event_id, error = %e, "store refused an entry");
                     item.outcome = self.last_chance(
                         item.attempts,
-                        event_id,
-                        &item.raw,
-                        received_at,
+                        (event_id, &item.raw, received_at, &application),
                         "store_rejected",
                         "the store refused this event",
                     );

@@ -39,6 +39,7 @@ async fn text_plain_and_the_trailing_slash_path_are_accepted() {
         .client
         .post(app.url("/collector/"))
         .header("content-type", "text/plain;charset=UTF-8")
+        .header("x-eye-key", &app.key)
         .body(pageview("beacon", 1).to_string())
         .send()
         .await

@@ -29,6 +29,7 @@ impl Server {
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "serve"])
             .env("THE_EYE_LOG_FORMAT", "json")
             .env("THE_EYE_LOG", "info")
+            .env("THE_EYE_RATE_LIMIT_IP", "off")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -66,6 +67,7 @@ fn create_token(data_dir: &Path) -> String {
 async fn acknowledged_events_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let token = create_token(dir.path());
+    let key = crate::procs::create_app_key(&["--data-dir", dir.path().to_str().unwrap()], "crash-test");
     let server = Server::start(dir.path()).await;
     let client = reqwest::Client::new();
 
@@ -75,7 +77,7 @@ async fn acknowledged_events_survive_sigkill() {
     let count_tx = Arc::new(count_tx);
     let clients: Vec<_> = (0..4)
         .map(|c| {
-            let (client, acked, count_tx) = (client.clone(), acked.clone(), count_tx.clone());
+            let (client, acked, count_tx, key) = (client.clone(), acked.clone(), count_tx.clone(), key.clone());
             let url = format!("{}/collector", server.base);
             tokio::spawn(async move {
                 for i in 0u32.. {
@@ -83,6 +85,7 @@ async fn acknowledged_events_survive_sigkill() {
                     let sent = client
                         .post(&url)
                         .header("content-type", "application/json")
+                        .header("x-eye-key", &key)
                         .body(event.to_string())
                         .send()
                         .await;

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub token: String,
+    /// Key of a server-side application, sent with every post unless a test says otherwise.
+    pub key: String,
     pub state: AppState,
     worker: Worker,
     stop: Option<oneshot::Sender<()>>,
@@ -33,6 +35,9 @@ pub fn test_settings(dir: &TempDir) -> Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
         workers: 0,
+        // Tests post far faster than a visitor; the limits have tests of their own.
+        rate_limit_app: "off".into(),
+        rate_limit_ip: "off".into(),
         ..Settings::default()
     }
 }
@@ -58,11 +63,26 @@ impl TestApp {
         let worker = app.worker();
         let token = auth::new_token();
         state.store.create_token("tests", &auth::hash_token(&token)).await.expect("token");
+        let key = the_eye::domain::application::new_key();
+        // Unique per spawn: a restart on the same data dir keeps the earlier one.
+        let name = format!("tests-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let sender = the_eye::domain::Application { name, key: key.clone(), origins: vec![], active: true };
+        state.store.create_application(&sender).await.expect("application");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.serve(listener, async move {
             let _ = stopped.await;
         }));
-        Self { addr, client: reqwest::Client::new(), token, state, worker, stop: Some(stop), server: Some(server), dir }
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            token,
+            key,
+            state,
+            worker,
+            stop: Some(stop),
+            server: Some(server),
+            dir,
+        }
     }
 
     /// Graceful shutdown; returns once `serve` has returned.
@@ -79,9 +99,16 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// POSTs raw bytes to the collector with the given headers.
+    /// POSTs raw bytes to the collector with the given headers, and the test
+    /// application's key unless the headers name a key or an origin.
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> Response {
         let mut request = self.client.post(self.url("/collector")).body(body);
+        let own_trust = headers.iter().any(|(n, _)| {
+            n.eq_ignore_ascii_case("x-eye-key") || n.eq_ignore_ascii_case("origin") || n.eq_ignore_ascii_case("referer")
+        });
+        if !own_trust {
+            request = request.header("x-eye-key", &self.key);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -67,6 +67,14 @@ impl Eye {
     }
 }
 
+/// The write key of a new server-side application, made by `the-eye apps create`.
+pub fn create_app_key(args: &[&str], name: &str) -> String {
+    let out = std::process::Command::new(BIN).args(args).args(["apps", "create", "--name", name]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let app: Value = serde_json::from_slice(&out.stdout).unwrap();
+    app["key"].as_str().unwrap().to_string()
+}
+
 /// Prints a token made by `the-eye tokens create` against these settings.
 pub fn create_token(args: &[&str]) -> String {
     let out = std::process::Command::new(BIN)

@@ -23,13 +23,19 @@ pub trait Harness {
 }
 
 fn envelope(n: u32) -> Envelope {
-    Envelope { event_id: Uuid::now_v7(), received_at: Utc::now(), body: Body::Event(format!("{{\"n\":{n}}}")) }
+    Envelope {
+        event_id: Uuid::now_v7(),
+        received_at: Utc::now(),
+        application: Some(format!("app-{}", n % 2)),
+        body: Body::Event(format!("{{\"n\":{n}}}")),
+    }
 }
 
 fn rejected() -> Envelope {
     Envelope {
         event_id: Uuid::now_v7(),
         received_at: Utc::now(),
+        application: None,
         body: Body::Rejected {
             raw: "not json \u{0} \u{202e}".into(),
             reason: Reason::new("body", "invalid_json", "nope"),

@@ -33,6 +33,7 @@ fn event(session: &str, second: i64) -> NewEvent {
             timestamp: Timestamp::from_micros(1_600_000_000_000_000 + second * 1_000_000).unwrap(),
         },
         received_at: Utc::now(),
+        application: Some("shop".into()),
     }
 }
 
@@ -42,6 +43,7 @@ fn error() -> NewEventError {
         raw: "{\"broken\": <script>".into(),
         reasons: vec![Reason::new("body", "invalid_json", "x"), Reason::new("name", "required", "y")],
         received_at: Utc::now(),
+        application: None,
     }
 }
 
@@ -85,6 +87,7 @@ pub async fn what_is_written_reads_back_unchanged(h: &impl Harness) {
     store.write(&WriteBatch { events: vec![e.clone()], errors: vec![err.clone()] }).await.unwrap();
     let got = store.event(e.event.event_id).await.unwrap().expect("stored");
     assert_eq!(got.session_id, "round-trip");
+    assert_eq!(got.application.as_deref(), Some("shop"));
     assert_eq!(got.timestamp, e.event.timestamp);
     let data: serde_json::Value = serde_json::from_str(got.data.get()).unwrap();
     assert_eq!(data, serde_json::Value::Object(e.event.data.clone()));
@@ -130,6 +133,25 @@ pub async fn keyset_pages_follow_the_order(h: &impl Harness) {
     }
 }
 
+pub async fn applications_are_created_revoked_and_rotated(h: &impl Harness) {
+    use the_eye::domain::Application;
+    let store = h.open().await;
+    let app = Application {
+        name: "shop".into(),
+        key: "k1".into(),
+        origins: vec!["https://shop.example".into()],
+        active: true,
+    };
+    store.create_application(&app).await.unwrap();
+    assert!(matches!(store.create_application(&app).await, Err(the_eye::store::StoreError::Rejected(_))));
+    assert_eq!(store.applications().await.unwrap(), vec![app.clone()]);
+    assert!(store.set_application_active("shop", false).await.unwrap());
+    assert!(store.set_application_key("shop", "k2").await.unwrap());
+    let got = store.applications().await.unwrap();
+    assert_eq!((got[0].active, got[0].key.as_str()), (false, "k2"));
+    assert!(!store.set_application_active("nobody", false).await.unwrap());
+}
+
 pub async fn tokens_are_found_by_hash_only(h: &impl Harness) {
     let store = h.open().await;
     store.create_token("ci", &[7u8; 32]).await.unwrap();
@@ -171,6 +193,12 @@ macro_rules! store_contract {
             async fn keyset_pages_follow_the_order() {
                 let Some(h) = $harness.await else { return };
                 super::keyset_pages_follow_the_order(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn applications_are_created_revoked_and_rotated() {
+                let Some(h) = $harness.await else { return };
+                super::applications_are_created_revoked_and_rotated(&h).await;
                 h.cleanup().await;
             }
             #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use the_eye::domain::{CategoryDef, EventTypeDef, SystemClock};
+use the_eye::domain::{Application, CategoryDef, EventTypeDef, SystemClock};
 use the_eye::store::{
     ErrorQuery, EventCursor, EventQuery, Page, SqliteStore, Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
@@ -63,6 +63,18 @@ impl Store for Faulty {
     }
     async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError> {
         self.inner.token_exists(hash).await
+    }
+    async fn applications(&self) -> Result<Vec<Application>, StoreError> {
+        self.inner.applications().await
+    }
+    async fn create_application(&self, app: &Application) -> Result<(), StoreError> {
+        self.inner.create_application(app).await
+    }
+    async fn set_application_active(&self, name: &str, active: bool) -> Result<bool, StoreError> {
+        self.inner.set_application_active(name, active).await
+    }
+    async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError> {
+        self.inner.set_application_key(name, key).await
     }
 }
 

@@ -121,6 +121,7 @@ fn events(batch: usize) -> Vec<the_eye::store::NewEvent> {
                     timestamp: chrono::Utc::now().into(),
                 },
                 received_at: chrono::Utc::now(),
+                application: Some("bench".into()),
             }
         })
         .collect()

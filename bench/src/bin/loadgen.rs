@@ -37,6 +37,9 @@ struct Args {
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
+    /// Write key of a server-side application (`the-eye apps create --name bench`).
+    #[arg(long, default_value = "")]
+    key: String,
 }
 
 struct Totals {
@@ -117,6 +120,7 @@ async fn connection(
         let req = Request::post("/collector")
             .header("host", &args.addr)
             .header("content-type", "application/json")
+            .header("x-eye-key", &args.key)
             .body(Full::new(Bytes::from(body(conn, seq * 1000 + conn as u64, args.batch))))?;
         let start = Instant::now();
         let response = sender.send_request(req).await?;

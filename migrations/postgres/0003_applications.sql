@@ -1,0 +1,15 @@
+-- Applications: who may send events. Write keys are stored as given: they can
+-- only add events (browser keys are public anyway), and operators need to see
+-- them to put them in their pages. Read-API tokens stay hashed.
+CREATE TABLE applications (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    key TEXT NOT NULL UNIQUE,
+    origins JSONB NOT NULL DEFAULT '[]',
+    active BOOLEAN NOT NULL DEFAULT TRUE,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- Every event and event error records the application that sent it.
+ALTER TABLE events ADD COLUMN application TEXT;
+ALTER TABLE event_errors ADD COLUMN application TEXT;

@@ -1,0 +1,97 @@
+//! Applications: the websites and servers allowed to send events.
+
+use serde::Serialize;
+
+/// A sender of events, named by its write key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Application {
+    /// Unique name, recorded on every event it sends.
+    pub name: String,
+    /// The write key. With origins it is a *browser* key, public by nature;
+    /// without origins it is a *server* key and must stay secret.
+    pub key: String,
+    /// Origins (`https://shop.example.com`) a browser request must come from.
+    pub origins: Vec<String>,
+    /// Revoked applications are refused.
+    pub active: bool,
+}
+
+impl Application {
+    /// True for a server-side application: no origins, so it may send without one.
+    pub fn is_server(&self) -> bool {
+        self.origins.is_empty()
+    }
+}
+
+/// Normalises an origin (or any URL) to `scheme://host[:port]`, lowercase, default
+/// ports dropped, as browsers send it in `Origin`. `None` when it is not an
+/// http(s) origin (including the opaque `null`).
+pub fn normalize_origin(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (scheme, rest) = text.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                if authority.starts_with('[') && authority.ends_with(']') {
+                    (authority.as_str(), None)
+                } else {
+                    return None;
+                }
+            } else {
+                (h, Some(p))
+            }
+        }
+        _ => (authority.as_str(), None),
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace()) {
+        return None;
+    }
+    Some(match port {
+        Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// A new write key: 192 random bits, URL-safe, with a recognisable prefix.
+pub fn new_key() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("eye_wk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_like_browsers_send_them() {
+        assert_eq!(normalize_origin("https://Shop.Example.com/"), Some("https://shop.example.com".into()));
+        assert_eq!(normalize_origin("https://shop.example.com:443"), Some("https://shop.example.com".into()));
+        assert_eq!(normalize_origin("http://localhost:8000/website/?a=1"), Some("http://localhost:8000".into()));
+        assert_eq!(normalize_origin("http://[::1]:8000"), Some("http://[::1]:8000".into()));
+        assert_eq!(normalize_origin("http://[::1]"), Some("http://[::1]".into()));
+        for bad in ["null", "", "file:///etc/passwd", "javascript:alert(1)", "https://", "https://a@b", "http://h:x"] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_are_unique_and_prefixed() {
+        let (a, b) = (new_key(), new_key());
+        assert_ne!(a, b);
+        assert!(a.starts_with("eye_wk_") && a.len() == 7 + 32);
+    }
+}
