@@ -16,6 +16,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let app = App::build(settings.clone()).await?;
     ensure_demo_application(&settings, app.state().store.as_ref()).await?;
+    app.state().apps.refresh().await?;
     let addr = listener.local_addr()?;
     if settings.workers == 0 && settings.redis_url.is_none() {
         tracing::warn!("no workers and no Redis: events are accepted into the spool but nothing processes them");

@@ -108,10 +108,16 @@ impl AppCache {
         self.load(false).await
     }
 
-    /// The index, reloaded first if `key` is unknown to it.
-    async fn index_knowing(&self, key: &str) -> Result<Arc<AppIndex>, StoreError> {
+    /// Reloads now (after `the-eye apps create` in the same process, say).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        self.load(true).await.map(|_| ())
+    }
+
+    /// The index, reloaded first if it does not know what the request names
+    /// (`known` is false), so a new application can send right away.
+    async fn index_knowing(&self, known: impl Fn(&AppIndex) -> bool) -> Result<Arc<AppIndex>, StoreError> {
         let index = self.load(false).await?;
-        if index.by_key.contains_key(key) {
+        if known(&index) {
             return Ok(index);
         }
         {
@@ -149,7 +155,9 @@ pub async fn authorize(cache: &AppCache, headers: &HeaderMap, uri: &Uri) -> Resu
         IngestError::StoreUnavailable
     };
     let Some(key) = request_key(headers, uri) else {
-        let index = cache.index().await.map_err(unavailable)?;
+        let wanted = origin.clone().flatten();
+        let index =
+            cache.index_knowing(|i| wanted.as_ref().is_none_or(|o| i.origin_allowed(o))).await.map_err(unavailable)?;
         return match origin {
             None => Err(IngestError::Unauthorized(
                 "no write key: send X-Eye-Key (or ?key=) with your application's key".into(),
@@ -169,7 +177,7 @@ pub async fn authorize(cache: &AppCache, headers: &HeaderMap, uri: &Uri) -> Resu
             },
         };
     };
-    let index = cache.index_knowing(&key).await.map_err(unavailable)?;
+    let index = cache.index_knowing(|i| i.by_key.contains_key(&key)).await.map_err(unavailable)?;
     let app = match index.by_key.get(&key) {
         None => return Err(IngestError::Unauthorized("unknown write key".into())),
         Some(app) if !app.active => {

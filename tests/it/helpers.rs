@@ -9,6 +9,7 @@ use tempfile::TempDir;
 use the_eye::api::auth;
 use the_eye::app::{App, AppState};
 use the_eye::config::Settings;
+use the_eye::domain::Clock;
 use the_eye::worker::Worker;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -56,9 +57,14 @@ impl TestApp {
 
     /// Serves `settings` (whose data dir lives in `dir`).
     pub async fn spawn_in(dir: Arc<TempDir>, settings: Settings) -> Self {
+        Self::spawn_with_clock(dir, settings, Arc::new(the_eye::domain::SystemClock)).await
+    }
+
+    /// Serves `settings` with `clock` as the app's time.
+    pub async fn spawn_with_clock(dir: Arc<TempDir>, settings: Settings, clock: Arc<dyn Clock>) -> Self {
         let listener = tokio::net::TcpListener::bind(settings.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = App::build(settings).await.expect("build app");
+        let app = App::build_with_clock(settings, clock).await.expect("build app");
         let state = app.state().clone();
         let worker = app.worker();
         let token = auth::new_token();
@@ -210,5 +216,26 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
             let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {var} is not set");
             None
         }
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(chrono::Utc::now())))
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += chrono::Duration::from_std(by).unwrap();
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
     }
 }

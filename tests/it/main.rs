@@ -13,4 +13,5 @@ mod read_api;
 mod restart;
 mod scale;
 mod store_contract;
+mod trust;
 mod worker;
