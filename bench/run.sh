@@ -15,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${SECONDS_PER_RUN:-15}
+DEPLOYMENT=${DEPLOYMENT:-embedded}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 CONNS=${CONNECTIONS:-64}
 BATCH_CONNS=${BATCH_CONNECTIONS:-16}
 ADDR=127.0.0.1:8077
@@ -48,9 +50,6 @@ ceiling=$($LOADGEN --addr "$ADDR" --connections "$CONNS" --seconds "$SECS" --jso
 kill "$CEILING_PID"; wait "$CEILING_PID" 2>/dev/null || true
 ceiling_rps=$(field "$ceiling" "round(requests_per_s)")
 echo "HTTP ceiling (bare axum, 202 without reading the body): $ceiling_rps requests/s"
-
-DEPLOYMENT=${DEPLOYMENT:-embedded}
-PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 
 start_scaled() { # sets PIDS to "ingest worker redis" and EYE_ENV
     local dir=$1 port db
