@@ -106,6 +106,48 @@ async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn st
     Ok(store)
 }
 
+/// `the-eye createsuperuser`: like Django's. Prompts for what the flags do not
+/// give; `--password-stdin` reads the password from the first line of stdin.
+pub async fn create_superuser(
+    settings: Settings,
+    username: Option<String>,
+    email: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    use crate::admin::users::{self, NewUser};
+    let (username, email, password) = if password_stdin {
+        let username = username.ok_or_else(|| anyhow::anyhow!("--password-stdin needs --username"))?;
+        users::check_username(&username).map_err(anyhow::Error::msg)?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        let email = email.unwrap_or_default();
+        let problems = users::password_problems(&username, &email, &password);
+        anyhow::ensure!(problems.is_empty(), "this password is too weak: {}", problems.join("; "));
+        (username, email, password)
+    } else {
+        if let Some(u) = &username {
+            users::check_username(u).map_err(anyhow::Error::msg)?;
+        }
+        users::ask(&mut users::Terminal, username, email)?
+    };
+    let store = open_store(&settings).await?;
+    let user = NewUser {
+        password_hash: users::hash_password(&password).map_err(anyhow::Error::msg)?,
+        username,
+        email,
+        is_superuser: true,
+    };
+    match store.create_user(&user).await {
+        Ok(()) => {
+            eprintln!("Superuser {:?} created.", user.username);
+            Ok(())
+        }
+        Err(crate::store::StoreError::Rejected(_)) => anyhow::bail!("a user named {:?} already exists", user.username),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `the-eye worker`: queue consumers only, for the scaled-out deployment.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     anyhow::ensure!(

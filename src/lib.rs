@@ -28,8 +28,10 @@
 //!   pure code with no I/O.
 //! - [`config`]: one typed [`config::Settings`], layered defaults < file < env < flags.
 //! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
+//! - [`admin`]: the admin panel; so far its users (`createsuperuser`, argon2id).
 //! - [`commands`]: what each subcommand of the `the-eye` binary does.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod commands;

@@ -54,6 +54,18 @@ enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// Create an admin superuser (asks for what the flags do not give).
+    Createsuperuser {
+        /// Login name.
+        #[arg(long)]
+        username: Option<String>,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Applications: the websites and servers that may send events.
     Apps {
         #[command(subcommand)]
@@ -130,6 +142,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { .. } => commands::serve(settings).await,
         Command::Worker { .. } => commands::worker(settings).await,
         Command::Migrate => commands::migrate(settings).await,
+        Command::Createsuperuser { username, email, password_stdin } => {
+            commands::create_superuser(settings, username, email, password_stdin).await
+        }
         Command::Tokens { command: TokensCommand::Create { name } } => commands::create_token(settings, &name).await,
         Command::Apps { command } => match command {
             AppsCommand::Create { name, origins } => commands::create_app(settings, &name, &origins).await,

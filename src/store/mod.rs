@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::admin::users::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Reason, Timestamp, ValidEvent};
 
 pub use postgres::PostgresStore;
@@ -225,6 +226,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_application_active(&self, name: &str, active: bool) -> Result<bool, StoreError>;
     /// Replaces an application's key; false when there is no such application.
     async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError>;
+    /// Adds an admin user; a username already taken is `Rejected`.
+    async fn create_user(&self, user: &NewUser) -> Result<(), StoreError>;
+    /// The password hash of an active user, for logging in.
+    async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://…` (`postgresql://…`).

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::{
     ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
+use crate::admin::users::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Reason, Timestamp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -359,5 +360,25 @@ impl Store for PostgresStore {
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO users (username, email, password_hash, is_superuser) VALUES ($1, $2, $3, $4)")
+            .bind(&user.username)
+            .bind(&user.email)
+            .bind(&user.password_hash)
+            .bind(user.is_superuser)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE username = $1 AND active")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
     }
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::{
     ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
+use crate::admin::users::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Timestamp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -340,5 +341,28 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (username, email, password_hash, is_superuser, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&user.username)
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(user.is_superuser)
+        .bind(now_micros())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE username = ? AND active")
+            .bind(username)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)
     }
 }

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod admin;
 mod collector;
 mod crash;
 mod procs;

@@ -152,6 +152,21 @@ pub async fn applications_are_created_revoked_and_rotated(h: &impl Harness) {
     assert!(!store.set_application_active("nobody", false).await.unwrap());
 }
 
+pub async fn users_are_created_once_and_found_by_name(h: &impl Harness) {
+    use the_eye::admin::users::NewUser;
+    let store = h.open().await;
+    let user = NewUser {
+        username: "ada".into(),
+        email: "ada@example.com".into(),
+        password_hash: "$argon2id$x".into(),
+        is_superuser: true,
+    };
+    store.create_user(&user).await.unwrap();
+    assert!(matches!(store.create_user(&user).await, Err(the_eye::store::StoreError::Rejected(_))));
+    assert_eq!(store.user_password_hash("ada").await.unwrap().as_deref(), Some("$argon2id$x"));
+    assert_eq!(store.user_password_hash("nobody").await.unwrap(), None);
+}
+
 pub async fn tokens_are_found_by_hash_only(h: &impl Harness) {
     let store = h.open().await;
     store.create_token("ci", &[7u8; 32]).await.unwrap();
@@ -199,6 +214,12 @@ macro_rules! store_contract {
             async fn applications_are_created_revoked_and_rotated() {
                 let Some(h) = $harness.await else { return };
                 super::applications_are_created_revoked_and_rotated(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn users_are_created_once_and_found_by_name() {
+                let Some(h) = $harness.await else { return };
+                super::users_are_created_once_and_found_by_name(&h).await;
                 h.cleanup().await;
             }
             #[tokio::test]

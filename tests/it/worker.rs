@@ -76,6 +76,12 @@ impl Store for Faulty {
     async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError> {
         self.inner.set_application_key(name, key).await
     }
+    async fn create_user(&self, user: &the_eye::admin::users::NewUser) -> Result<(), StoreError> {
+        self.inner.create_user(user).await
+    }
+    async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+        self.inner.user_password_hash(username).await
+    }
 }
 
 /// A worker over the app's queue and a faulty view of its store.
