@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::admin::web::LoginThrottle;
 use crate::config::Settings;
 use crate::domain::{Clock, SystemClock};
 use crate::hosts::{self, AllowedHosts};
@@ -21,7 +22,7 @@ use crate::ingest::{self, rate, Limits};
 use crate::queue::{Queue, RedisQueue, Spool};
 use crate::store::{self, Store};
 use crate::worker::{CatalogCache, Worker};
-use crate::{api, http_error};
+use crate::{admin, api, http_error};
 
 /// What every handler shares. Backends and the clock are traits so tests can inject them.
 #[derive(Clone, Debug)]
@@ -46,6 +47,8 @@ pub struct AppState {
     pub ip_limits: Arc<rate::Limits<IpAddr>>,
     /// Requests per application.
     pub app_limits: Arc<rate::Limits<String>>,
+    /// Admin login attempts per username and per address.
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 /// The assembled service: state plus the worker template.
@@ -83,6 +86,7 @@ impl App {
             apps,
             ip_limits: Arc::new(rate::Limits::new(ip_rate, clock.clone())),
             app_limits: Arc::new(rate::Limits::new(app_rate, clock.clone())),
+            login_throttle: Arc::new(LoginThrottle::new(clock.clone())),
             limits: Arc::new(Limits::from(&settings)),
             settings: Arc::new(settings),
             store,
@@ -220,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .merge(api::routes(state.clone()))
+        .merge(admin::web::routes(state.clone()))
         .fallback(http_error::not_found)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check))

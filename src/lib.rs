@@ -28,7 +28,8 @@
 //!   pure code with no I/O.
 //! - [`config`]: one typed [`config::Settings`], layered defaults < file < env < flags.
 //! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
-//! - [`admin`]: the admin panel; so far its users (`createsuperuser`, argon2id).
+//! - [`admin`]: the admin panel; so far its users (`createsuperuser`, argon2id),
+//!   login, sessions, CSRF and security headers.
 //! - [`commands`]: what each subcommand of the `the-eye` binary does.
 
 pub mod admin;

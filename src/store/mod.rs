@@ -230,6 +230,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn create_user(&self, user: &NewUser) -> Result<(), StoreError>;
     /// The password hash of an active user, for logging in.
     async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
+    /// Saves an admin session under the SHA-256 of its token.
+    async fn create_session(&self, session: &AdminSession) -> Result<(), StoreError>;
+    /// The unexpired session with this token hash (expired ones are deleted).
+    async fn session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<AdminSession>, StoreError>;
+    /// Ends a session.
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+}
+
+/// A signed-in admin session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSession {
+    /// SHA-256 (hex) of the cookie's token.
+    pub token_hash: String,
+    /// Who is signed in.
+    pub username: String,
+    /// The synchronizer token every form of this session must carry.
+    pub csrf_token: String,
+    /// When the session ends.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://…` (`postgresql://…`).

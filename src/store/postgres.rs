@@ -19,7 +19,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{
-    ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent, WriteBatch,
+    AdminSession, ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent,
+    WriteBatch,
 };
 use crate::admin::users::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Reason, Timestamp};
@@ -380,5 +381,47 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)
+    }
+
+    async fn create_session(&self, session: &AdminSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO admin_sessions (token_hash, username, csrf_token, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&session.token_hash)
+        .bind(&session.username)
+        .bind(&session.csrf_token)
+        .bind(session.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<AdminSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.token_hash, s.username, s.csrf_token, s.expires_at FROM admin_sessions s
+             JOIN users u ON u.username = s.username AND u.active
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.map(|r| AdminSession {
+            token_hash: r.get("token_hash"),
+            username: r.get("username"),
+            csrf_token: r.get("csrf_token"),
+            expires_at: r.get("expires_at"),
+        }))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM admin_sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }

@@ -15,7 +15,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent, WriteBatch,
+    AdminSession, ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent,
+    WriteBatch,
 };
 use crate::admin::users::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Timestamp};
@@ -364,5 +365,51 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(classify)
+    }
+
+    async fn create_session(&self, session: &AdminSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO admin_sessions (token_hash, username, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&session.token_hash)
+        .bind(&session.username)
+        .bind(&session.csrf_token)
+        .bind(now_micros())
+        .bind(session.expires_at.timestamp_micros())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<AdminSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.token_hash, s.username, s.csrf_token, s.expires_at FROM admin_sessions s
+             JOIN users u ON u.username = s.username AND u.active
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now.timestamp_micros())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(classify)?;
+        row.map(|r| {
+            Ok(AdminSession {
+                token_hash: r.get("token_hash"),
+                username: r.get("username"),
+                csrf_token: r.get("csrf_token"),
+                expires_at: time(r.get("expires_at"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM admin_sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }

@@ -60,3 +60,183 @@ async fn createsuperuser_refuses_weak_passwords_and_bad_input_clearly() {
     let interactive = createsuperuser(d, &[], "");
     assert!(!interactive.status.success());
 }
+
+mod http {
+    use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+    use reqwest::{redirect, StatusCode};
+    use the_eye::admin::users::{hash_password, NewUser};
+
+    use crate::helpers::TestApp;
+
+    const PASSWORD: &str = "a long passphrase";
+
+    async fn app_with_user() -> (TestApp, reqwest::Client) {
+        let app = TestApp::spawn().await;
+        let user = NewUser {
+            username: "ada".into(),
+            email: String::new(),
+            password_hash: hash_password(PASSWORD).unwrap(),
+            is_superuser: true,
+        };
+        app.state.store.create_user(&user).await.unwrap();
+        let client = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
+        (app, client)
+    }
+
+    fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+        headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+            let first = v.split(';').next()?;
+            let (k, val) = first.split_once('=')?;
+            (k == name && !val.is_empty()).then(|| val.to_string())
+        })
+    }
+
+    fn set_cookie_line(headers: &HeaderMap, name: &str) -> String {
+        headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn hidden(html: &str, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).map(|i| i + marker.len()).expect("hidden field");
+        html[start..].split('"').next().unwrap().to_string()
+    }
+
+    /// GETs the login page; returns (csrf cookie, csrf field).
+    async fn login_page(app: &TestApp, client: &reqwest::Client) -> (String, String) {
+        let r = client.get(app.url("/admin/login/")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let cookie = cookie_value(r.headers(), "eye_login_csrf").expect("csrf cookie");
+        let html = r.text().await.unwrap();
+        (cookie, hidden(&html, "csrf_token"))
+    }
+
+    async fn log_in(app: &TestApp, client: &reqwest::Client, password: &str) -> reqwest::Response {
+        let (cookie, csrf) = login_page(app, client).await;
+        client
+            .post(app.url("/admin/login/"))
+            .header("cookie", format!("eye_login_csrf={cookie}"))
+            .form(&[("username", "ada"), ("password", password), ("csrf_token", &csrf), ("next", "/admin/")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn admin_pages_without_a_session_redirect_to_login() {
+        let (app, client) = app_with_user().await;
+        let r = client.get(app.url("/admin/")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[LOCATION], "/admin/login/?next=/admin/");
+        let r = client.post(app.url("/admin/logout/")).form(&[("csrf_token", "x")]).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let r = client.get(app.url("/admin/")).header("cookie", "eye_session=forged").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "an unknown session is no session");
+    }
+
+    #[tokio::test]
+    async fn admin_responses_carry_the_security_headers() {
+        let (app, client) = app_with_user().await;
+        for path in ["/admin/login/", "/admin/"] {
+            let r = client.get(app.url(path)).send().await.unwrap();
+            let h = r.headers();
+            let csp = h["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+            assert_eq!(h["x-content-type-options"], "nosniff");
+            assert_eq!(h["referrer-policy"], "same-origin");
+            assert_eq!(h["x-frame-options"], "DENY");
+        }
+        let line =
+            set_cookie_line(client.get(app.url("/admin/login/")).send().await.unwrap().headers(), "eye_login_csrf");
+        assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict"), "{line}");
+    }
+
+    #[tokio::test]
+    async fn a_login_post_without_its_csrf_token_is_403() {
+        let (app, client) = app_with_user().await;
+        let (cookie, csrf) = login_page(&app, &client).await;
+        let no_token = client
+            .post(app.url("/admin/login/"))
+            .header("cookie", format!("eye_login_csrf={cookie}"))
+            .form(&[("username", "ada"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+        let no_cookie = client
+            .post(app.url("/admin/login/"))
+            .form(&[("username", "ada"), ("password", PASSWORD), ("csrf_token", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(no_cookie.status(), StatusCode::FORBIDDEN, "a forged form from another site has no cookie");
+    }
+
+    #[tokio::test]
+    async fn wrong_password_shows_an_error_and_no_session() {
+        let (app, client) = app_with_user().await;
+        let r = log_in(&app, &client, "not the password").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(cookie_value(r.headers(), "eye_session").is_none());
+        assert!(r.text().await.unwrap().contains("Please enter a correct username and password"));
+    }
+
+    #[tokio::test]
+    async fn login_dashboard_and_logout() {
+        let (app, client) = app_with_user().await;
+        let r = log_in(&app, &client, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[LOCATION], "/admin/");
+        let line = set_cookie_line(r.headers(), "eye_session");
+        assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax") && line.contains("Path=/admin"), "{line}");
+        let session = cookie_value(r.headers(), "eye_session").unwrap();
+
+        let page =
+            client.get(app.url("/admin/")).header("cookie", format!("eye_session={session}")).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("Signed in as <strong>ada</strong>"));
+        let csrf = hidden(&html, "csrf_token");
+
+        // A second login gets a session of its own.
+        let again = cookie_value(log_in(&app, &client, PASSWORD).await.headers(), "eye_session").unwrap();
+        assert_ne!(again, session);
+
+        let cookie = format!("eye_session={session}");
+        let forged = client
+            .post(app.url("/admin/logout/"))
+            .header("cookie", &cookie)
+            .form(&[("csrf_token", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+        let out = client
+            .post(app.url("/admin/logout/"))
+            .header("cookie", &cookie)
+            .form(&[("csrf_token", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        let after = client.get(app.url("/admin/")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(after.status(), StatusCode::SEE_OTHER, "the session ended");
+    }
+
+    #[tokio::test]
+    async fn repeated_failed_logins_are_slowed_down() {
+        let (app, client) = app_with_user().await;
+        for _ in 0..5 {
+            assert_eq!(log_in(&app, &client, "wrong password").await.status(), StatusCode::OK);
+        }
+        let r = log_in(&app, &client, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+        let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=12).contains(&wait), "a short wait, not a lock-out: {wait}s");
+    }
+}

@@ -82,6 +82,19 @@ impl Store for Faulty {
     async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
         self.inner.user_password_hash(username).await
     }
+    async fn create_session(&self, session: &the_eye::store::AdminSession) -> Result<(), StoreError> {
+        self.inner.create_session(session).await
+    }
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<the_eye::store::AdminSession>, StoreError> {
+        self.inner.session(token_hash, now).await
+    }
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.inner.delete_session(token_hash).await
+    }
 }
 
 /// A worker over the app's queue and a faulty view of its store.
