@@ -44,6 +44,9 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("admin/login.html", include_str!("../../templates/admin/login.html")),
         ("admin/dashboard.html", include_str!("../../templates/admin/dashboard.html")),
         ("admin/message.html", include_str!("../../templates/admin/message.html")),
+        ("admin/events.html", include_str!("../../templates/admin/events.html")),
+        ("admin/event.html", include_str!("../../templates/admin/event.html")),
+        ("admin/session.html", include_str!("../../templates/admin/session.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "admin template does not compile");
@@ -136,6 +139,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
     let signed_in = Router::new()
         .route("/admin/", get(dashboard))
         .route("/admin/logout/", post(logout))
+        .route("/admin/events/", get(events_list))
+        .route("/admin/events/{event_id}/", get(event_detail))
+        .route("/admin/sessions/{session_id}/", get(session_timeline))
         .route_layer(middleware::from_fn_with_state(state, require_session));
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
@@ -180,18 +186,8 @@ async fn require_session(State(state): State<AppState>, mut request: Request, ne
             next.run(request).await
         }
         Ok(None) => {
-            let next_path = request.uri().path();
-            let encoded: String = next_path
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"/-_.".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            Redirect::to(&format!("/admin/login/?next={encoded}")).into_response()
+            let next_path = percent_encode(request.uri().path(), b"/-_.~");
+            Redirect::to(&format!("/admin/login/?next={next_path}")).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot read admin sessions");
@@ -353,6 +349,160 @@ async fn dashboard(State(state): State<AppState>, Extension(session): Extension<
     )
 }
 
+/// Filters of the events page, as typed into its form.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(default)]
+struct EventFilters {
+    session_id: String,
+    category: String,
+    name: String,
+    from: String,
+    to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+}
+
+/// Page size of the admin's event lists.
+const PAGE: usize = 50;
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin page cannot read the store");
+    message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The database is not available; try again soon.")
+}
+
+fn event_row(e: &crate::store::StoredEvent) -> minijinja::Value {
+    let path = serde_json::from_str::<serde_json::Value>(e.data.get())
+        .ok()
+        .and_then(|d| d.get("path").and_then(|p| p.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    minijinja::context! {
+        event_id => e.event_id.to_string(),
+        timestamp => e.timestamp.to_string(),
+        received_at => crate::domain::Timestamp::from(e.received_at).to_string(),
+        category => e.category,
+        name => e.name,
+        session_id => e.session_id,
+        application => e.application,
+        path,
+    }
+}
+
+async fn events_list(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    Query(mut f): Query<EventFilters>,
+) -> Response {
+    use crate::api::{event_cursor, next_cursor, time_param};
+    use crate::store::{EventQuery, Order};
+    let text = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    let mut error = None;
+    let mut time = |name: &str, v: &str| {
+        time_param(name, text(v).as_deref()).unwrap_or_else(|e| {
+            error = Some(e.to_string());
+            None
+        })
+    };
+    let (from, to) = (time("from", &f.from), time("to", &f.to));
+    let query = EventQuery {
+        session_id: text(&f.session_id),
+        category: text(&f.category),
+        name: text(&f.name),
+        from,
+        to,
+        order: Order::Desc,
+        limit: PAGE,
+        after: f.cursor.as_deref().and_then(|c| event_cursor(c, Order::Desc).ok()),
+    };
+    let page = match state.store.events(&query).await {
+        Ok(page) => page,
+        Err(e) => return unavailable(e),
+    };
+    let events: Vec<_> = page.items.iter().map(event_row).collect();
+    let next_url = page.next.map(|c| {
+        f.cursor = Some(next_cursor(c, Order::Desc));
+        format!("/admin/events/?{}", serde_urlencoded::to_string(&f).unwrap_or_default())
+    });
+    f.cursor = None;
+    render(
+        "admin/events.html",
+        minijinja::context! {
+            username => session.username, csrf_token => session.csrf_token, f, events, next_url, error,
+        },
+    )
+}
+
+async fn event_detail(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let not_found = || message(StatusCode::NOT_FOUND, "Not found", "There is no event with this id.");
+    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
+    let event = match state.store.event(id).await {
+        Ok(Some(event)) => event,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(e),
+    };
+    let data = serde_json::from_str::<serde_json::Value>(event.data.get())
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| event.data.get().to_string());
+    render(
+        "admin/event.html",
+        minijinja::context! { username => session.username, csrf_token => session.csrf_token, e => event_row(&event), data },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CursorParam {
+    cursor: Option<String>,
+}
+
+async fn session_timeline(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    axum::extract::Path(session_id): axum::extract::Path<String>,
+    Query(q): Query<CursorParam>,
+) -> Response {
+    use crate::api::{event_cursor, next_cursor};
+    use crate::store::{EventQuery, Order};
+    let query = EventQuery {
+        session_id: Some(session_id.clone()),
+        order: Order::Asc,
+        limit: PAGE,
+        after: q.cursor.as_deref().and_then(|c| event_cursor(c, Order::Asc).ok()),
+        ..Default::default()
+    };
+    let page = match state.store.events(&query).await {
+        Ok(page) => page,
+        Err(e) => return unavailable(e),
+    };
+    let events: Vec<_> = page.items.iter().map(event_row).collect();
+    let next_url = page.next.map(|c| {
+        let path = percent_encode(&session_id, b"-_.~");
+        format!("/admin/sessions/{path}/?cursor={}", next_cursor(c, Order::Asc))
+    });
+    render(
+        "admin/session.html",
+        minijinja::context! { username => session.username, csrf_token => session.csrf_token, session_id, events, next_url },
+    )
+}
+
+/// Percent-encodes everything but ASCII letters, digits and `keep`.
+fn percent_encode(value: &str, keep: &[u8]) -> String {
+    value
+        .bytes()
+        .map(
+            |b| {
+                if b.is_ascii_alphanumeric() || keep.contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            },
+        )
+        .collect()
+}
+
 #[derive(Debug, Deserialize)]
 struct CsrfForm {
     #[serde(default)]
@@ -413,7 +563,15 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        for name in ["admin/base.html", "admin/login.html", "admin/dashboard.html", "admin/message.html"] {
+        for name in [
+            "admin/base.html",
+            "admin/login.html",
+            "admin/dashboard.html",
+            "admin/message.html",
+            "admin/events.html",
+            "admin/event.html",
+            "admin/session.html",
+        ] {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }
     }

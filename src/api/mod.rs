@@ -148,7 +148,7 @@ fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     value.map(|v| Timestamp::parse(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))).transpose()
 }
 
@@ -162,8 +162,14 @@ fn limit_param(value: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-fn encode_cursor(text: String) -> String {
+pub(crate) fn encode_cursor(text: String) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The opaque cursor that continues after `c` in `order`.
+pub(crate) fn next_cursor(c: EventCursor, order: Order) -> String {
+    let tag = if order == Order::Asc { "a" } else { "d" };
+    encode_cursor(format!("{tag}:{}:{}", c.timestamp_micros, c.row_id))
 }
 
 fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
@@ -176,7 +182,7 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
 
 /// Event cursors carry the order they were made for, so a cursor cannot be
 /// replayed with the other order and silently skip events.
-fn event_cursor(cursor: &str, order: Order) -> Result<EventCursor, ApiError> {
+pub(crate) fn event_cursor(cursor: &str, order: Order) -> Result<EventCursor, ApiError> {
     let text = decode_cursor(cursor)?;
     let bad = || ApiError::BadRequest("cursor is not one this API handed out for this order".into());
     let mut parts = text.split(':');
@@ -210,8 +216,7 @@ async fn list_events(
         after: p.cursor.as_deref().map(|c| event_cursor(c, order)).transpose()?,
     };
     let page = state.store.events(&query).await?;
-    let tag = if order == Order::Asc { "a" } else { "d" };
-    let next = page.next.map(|c| encode_cursor(format!("{tag}:{}:{}", c.timestamp_micros, c.row_id)));
+    let next = page.next.map(|c| next_cursor(c, order));
     let events: Vec<EventOut> = page.items.into_iter().map(EventOut::from).collect();
     Ok(Json(serde_json::json!({"events": events, "next_cursor": next})))
 }

@@ -239,4 +239,73 @@ mod http {
         let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=12).contains(&wait), "a short wait, not a lock-out: {wait}s");
     }
+
+    async fn signed_in(app: &TestApp, client: &reqwest::Client) -> String {
+        let r = log_in(app, client, PASSWORD).await;
+        format!("eye_session={}", cookie_value(r.headers(), "eye_session").expect("signed in"))
+    }
+
+    async fn page(app: &TestApp, client: &reqwest::Client, cookie: &str, path: &str) -> (StatusCode, String) {
+        let r = client.get(app.url(path)).header("cookie", cookie).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn events_can_be_filtered_by_session_and_a_session_read_in_order() {
+        let (app, client) = app_with_user().await;
+        let batch: Vec<_> =
+            (0..6).map(|i| crate::helpers::pageview(if i % 2 == 0 { "even" } else { "odd" }, i)).collect();
+        app.accept(&serde_json::Value::Array(batch)).await;
+        app.process().await;
+        let cookie = signed_in(&app, &client).await;
+
+        let (status, html) = page(&app, &client, &cookie, "/admin/events/?session_id=even").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(html.matches("/admin/sessions/even/").count(), 3);
+        assert!(!html.contains("/admin/sessions/odd/"));
+
+        let (_, timeline) = page(&app, &client, &cookie, "/admin/sessions/even/").await;
+        // The template escapes `/` as `&#x2f;`.
+        let first = timeline.find("page&#x2f;0").unwrap();
+        let second = timeline.find("page&#x2f;2").unwrap();
+        let third = timeline.find("page&#x2f;4").unwrap();
+        assert!(first < second && second < third, "in the order they occurred");
+
+        let (status, html) = page(&app, &client, &cookie, "/admin/events/?from=yesterday").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("from: expected RFC 3339"), "a bad filter is explained, not a crash");
+        let (status, _) = page(&app, &client, &cookie, "/admin/events/0190b6a4-7c2e-7cc0-8a4e-3b1f2a9d0e11/").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn hostile_event_data_is_shown_as_text_never_as_markup() {
+        let (app, client) = app_with_user().await;
+        let strings = crate::helpers::fixture("hostile-strings.json");
+        let markup: Vec<&str> =
+            strings.as_array().unwrap().iter().filter_map(|s| s.as_str()).filter(|s| s.contains('<')).collect();
+        let mut ids = Vec::new();
+        for (i, s) in markup.iter().enumerate() {
+            let mut event = crate::helpers::pageview(&format!("hostile-{i}"), i as u32);
+            event["data"]["value"] = serde_json::json!(s);
+            event["data"]["path"] = serde_json::json!(s);
+            ids.extend(app.accept(&event).await);
+        }
+        app.process().await;
+        let cookie = signed_in(&app, &client).await;
+        let mut pages = vec!["/admin/events/".to_string()];
+        pages.extend(ids.iter().map(|id| format!("/admin/events/{id}/")));
+        pages.extend((0..markup.len()).map(|i| format!("/admin/sessions/hostile-{i}/")));
+        for path in &pages {
+            let (status, html) = page(&app, &client, &cookie, path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            for s in &markup {
+                assert!(!html.contains(s), "{path} shows {s:?} as markup");
+            }
+            // No tag opens: `onerror=` may appear, but only inside escaped text.
+            assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<svg"), "{path}");
+        }
+        let (_, detail) = page(&app, &client, &cookie, &format!("/admin/events/{}/", ids[0])).await;
+        assert!(detail.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "shown as text");
+    }
 }
