@@ -28,8 +28,8 @@
 //!   pure code with no I/O.
 //! - [`config`]: one typed [`config::Settings`], layered defaults < file < env < flags.
 //! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
-//! - [`admin`]: the admin panel; so far its users (`createsuperuser`, argon2id),
-//!   login, sessions, CSRF and security headers.
+//! - [`admin`]: the admin panel; so far users (`createsuperuser`, argon2id),
+//!   login, sessions, CSRF, security headers, events and session timelines.
 //! - [`commands`]: what each subcommand of the `the-eye` binary does.
 
 pub mod admin;

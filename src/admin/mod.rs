@@ -1,7 +1,7 @@
-//! The admin panel. So far: its users (`the-eye createsuperuser`, argon2id)
-//! and the signed-in frame of the panel: login, logout, sessions, CSRF,
-//! security headers and an empty dashboard. The pages for events, errors,
-//! categories and applications come next.
+//! The admin panel, so far: its users (`the-eye createsuperuser`, argon2id);
+//! login, logout, sessions, CSRF and security headers; the dashboard; events
+//! with filters, an event's detail and a session's timeline. Pages for event
+//! errors with replay, categories and applications come next.
 
 pub mod users;
 pub mod web;
