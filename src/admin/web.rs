@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::users::verify_password;
 use crate::app::AppState;
-use crate::ingest::rate::{Limits, Rate};
+use crate::ingest::rate::{retry_after_secs, Limits, Rate};
 use crate::store::AdminSession;
 
 const SESSION_COOKIE: &str = "eye_session";
@@ -267,8 +267,7 @@ async fn login(
             &form.username,
             StatusCode::TOO_MANY_REQUESTS,
         );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
         return response;
     }
     let hash = match state.store.user_password_hash(&form.username).await {

@@ -10,7 +10,6 @@ pub mod rate;
 pub mod trust;
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
@@ -151,10 +150,6 @@ fn client_ip(headers: &HeaderMap, extensions: &Extensions, trust_proxy: bool) ->
     extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
-fn retry_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
 async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestError> {
     let limits = &state.limits;
     let (parts, body) = request.into_parts();
@@ -166,13 +161,13 @@ async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestEr
     if let Some(ip) = ip {
         state.ip_limits.check(&ip).map_err(|wait| IngestError::RateLimited {
             message: "too many requests from this address",
-            retry_after: retry_secs(wait),
+            retry_after: rate::retry_after_secs(wait),
         })?;
     }
     let app = trust::authorize(&state.apps, headers, &parts.uri).await?;
     state.app_limits.check(&app.name).map_err(|wait| IngestError::RateLimited {
         message: "too many requests for this application",
-        retry_after: retry_secs(wait),
+        retry_after: rate::retry_after_secs(wait),
     })?;
 
     let too_large = || IngestError::TooLarge(format!("body exceeds {} bytes", limits.max_body_bytes));

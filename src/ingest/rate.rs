@@ -91,6 +91,11 @@ impl<K: Hash + Eq + Clone> Limits<K> {
     }
 }
 
+/// Seconds to put in `Retry-After` for a wait: rounded up, at least one.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +109,13 @@ mod tests {
         for bad in ["", "500", "0/s", "-1/s", "5/fortnight", "x/s"] {
             assert!(Rate::parse(bad).unwrap_err().contains("like 100/s"), "{bad}");
         }
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(30)), 30);
+        assert_eq!(retry_after_secs(Duration::from_millis(30_001)), 31);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
 }

@@ -35,7 +35,8 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Default)]
 pub struct AppIndex {
     by_key: HashMap<String, Application>,
-    by_origin: HashMap<String, Vec<String>>,
+    /// Active applications by each of their origins.
+    by_origin: HashMap<String, Vec<Application>>,
 }
 
 impl AppIndex {
@@ -44,7 +45,7 @@ impl AppIndex {
         for app in apps {
             if app.active {
                 for origin in &app.origins {
-                    index.by_origin.entry(origin.clone()).or_default().push(app.name.clone());
+                    index.by_origin.entry(origin.clone()).or_default().push(app.clone());
                 }
             }
             index.by_key.insert(app.key.clone(), app);
@@ -164,12 +165,7 @@ pub async fn authorize(cache: &AppCache, headers: &HeaderMap, uri: &Uri) -> Resu
             )),
             Some(None) => Err(IngestError::Forbidden("this origin may not send events".into())),
             Some(Some(o)) => match index.by_origin.get(&o).map(Vec::as_slice) {
-                Some([name]) => Ok(index
-                    .by_key
-                    .values()
-                    .find(|a| &a.name == name)
-                    .cloned()
-                    .ok_or_else(|| IngestError::Forbidden("this origin may not send events".into()))?),
+                Some([app]) => Ok(app.clone()),
                 Some([_, _, ..]) => Err(IngestError::Unauthorized(
                     "several applications use this origin: send X-Eye-Key to say which".into(),
                 )),

@@ -238,6 +238,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
 }
 
+/// An application from its stored columns; `origins` is the JSON array as text.
+fn application(name: String, key: String, origins: &str, active: bool) -> Result<Application, StoreError> {
+    let origins = serde_json::from_str(origins).map_err(|e| StoreError::Unavailable(format!("bad origins: {e}")))?;
+    Ok(Application { name, key, origins, active })
+}
+
 /// A signed-in admin session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminSession {

@@ -299,15 +299,7 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?
             .iter()
-            .map(|r| {
-                let origins: String = r.get("origins");
-                Ok(Application {
-                    name: r.get("name"),
-                    key: r.get("key"),
-                    origins: serde_json::from_str(&origins).map_err(|e| StoreError::Unavailable(e.to_string()))?,
-                    active: r.get("active"),
-                })
-            })
+            .map(|r| super::application(r.get("name"), r.get("key"), r.get("origins"), r.get("active")))
             .collect()
     }
 
