@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use crate::api::auth;
 use crate::app::App;
 use crate::config::Settings;
-use crate::domain::application::{new_key, normalize_origin};
+use crate::domain::application::{check_app_name, new_key, parse_origins};
 use crate::domain::Application;
 use crate::store;
 
@@ -53,13 +53,8 @@ async fn ensure_demo_application(settings: &Settings, store: &dyn store::Store) 
 
 /// `the-eye apps create --name N [--origin URL…]`: prints the new application as JSON.
 pub async fn create_app(settings: Settings, name: &str, origins: &[String]) -> anyhow::Result<()> {
-    anyhow::ensure!(!name.trim().is_empty(), "--name must not be blank");
-    let origins = origins
-        .iter()
-        .map(|o| {
-            normalize_origin(o).ok_or_else(|| anyhow::anyhow!("{o:?} is not an origin like https://shop.example.com"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    check_app_name(name).map_err(anyhow::Error::msg)?;
+    let origins = parse_origins(origins.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
     let store = open_store(&settings).await?;
     if store.applications().await?.iter().any(|a| a.name == name) {
         anyhow::bail!("an application named {name:?} already exists");

@@ -1,7 +1,21 @@
-//! The admin panel, so far: its users (`the-eye createsuperuser`, argon2id);
-//! login, logout, sessions, CSRF and security headers; the dashboard; events
-//! with filters, an event's detail and a session's timeline. Pages for event
-//! errors with replay, categories and applications come next.
+//! The admin panel: server-rendered pages for the people who look after the
+//! events.
+//!
+//! - [`users`]: admin users (`the-eye createsuperuser`, argon2id, password rules).
+//! - [`web`]: the frame — login, logout, sessions, the one CSRF check every
+//!   POST goes through, security headers, templates, change of password and
+//!   the audit log.
+//! - `dashboard`: charts by category (server-side SVG), totals, error rate,
+//!   queue depth, newest events.
+//! - `events`: list with filters and search, detail, delete, session timelines.
+//! - `errors`: list with filters, detail, delete and replay.
+//! - `catalog`: categories and event types with JSON Schemas, with a preview.
+//! - `applications`: who may send: keys, origins, revocation.
 
+mod applications;
+mod catalog;
+mod dashboard;
+mod errors;
+mod events;
 pub mod users;
 pub mod web;

@@ -36,18 +36,31 @@ const LOGIN_CSRF_COOKIE: &str = "eye_login_csrf";
 /// How long a session lasts.
 const SESSION_HOURS: i64 = 8;
 
+/// Every template, by name, compiled into the binary.
+const TEMPLATE_SOURCES: &[(&str, &str)] = &[
+    ("admin/base.html", include_str!("../../templates/admin/base.html")),
+    ("admin/login.html", include_str!("../../templates/admin/login.html")),
+    ("admin/dashboard.html", include_str!("../../templates/admin/dashboard.html")),
+    ("admin/message.html", include_str!("../../templates/admin/message.html")),
+    ("admin/events.html", include_str!("../../templates/admin/events.html")),
+    ("admin/event.html", include_str!("../../templates/admin/event.html")),
+    ("admin/session.html", include_str!("../../templates/admin/session.html")),
+    ("admin/confirm.html", include_str!("../../templates/admin/confirm.html")),
+    ("admin/password.html", include_str!("../../templates/admin/password.html")),
+    ("admin/errors.html", include_str!("../../templates/admin/errors.html")),
+    ("admin/error.html", include_str!("../../templates/admin/error.html")),
+    ("admin/categories.html", include_str!("../../templates/admin/categories.html")),
+    ("admin/category.html", include_str!("../../templates/admin/category.html")),
+    ("admin/event_type.html", include_str!("../../templates/admin/event_type.html")),
+    ("admin/applications.html", include_str!("../../templates/admin/applications.html")),
+    ("admin/application.html", include_str!("../../templates/admin/application.html")),
+    ("admin/log.html", include_str!("../../templates/admin/log.html")),
+];
+
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
     // Names ending in .html are autoescaped; every template here is one.
-    for (name, source) in [
-        ("admin/base.html", include_str!("../../templates/admin/base.html")),
-        ("admin/login.html", include_str!("../../templates/admin/login.html")),
-        ("admin/dashboard.html", include_str!("../../templates/admin/dashboard.html")),
-        ("admin/message.html", include_str!("../../templates/admin/message.html")),
-        ("admin/events.html", include_str!("../../templates/admin/events.html")),
-        ("admin/event.html", include_str!("../../templates/admin/event.html")),
-        ("admin/session.html", include_str!("../../templates/admin/session.html")),
-    ] {
+    for (name, source) in TEMPLATE_SOURCES {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "admin template does not compile");
         }
@@ -70,6 +83,47 @@ impl LoginThrottle {
     }
 }
 
+/// A page of a signed-in user: the layout gets the user's name and CSRF token.
+pub(super) fn page(session: &AdminSession, name: &str, ctx: minijinja::Value) -> Response {
+    render(
+        name,
+        minijinja::context! { username => session.username.clone(), csrf_token => session.csrf_token.clone(), ..ctx },
+    )
+}
+
+/// A page of a signed-in user with a status other than 200.
+pub(super) fn page_with(status: StatusCode, session: &AdminSession, name: &str, ctx: minijinja::Value) -> Response {
+    let mut response = page(session, name, ctx);
+    *response.status_mut() = status;
+    response
+}
+
+/// A confirmation page whose button posts to `action`.
+pub(super) fn confirm(session: &AdminSession, heading: &str, text: &str, action: &str, back: &str) -> Response {
+    page(session, "admin/confirm.html", minijinja::context! { heading, text, action, back })
+}
+
+/// Records what an admin did; a failure to record is logged, not shown.
+pub(super) async fn audit(state: &AppState, session: &AdminSession, action: &str, object: &str, detail: String) {
+    let entry = crate::store::AdminAction {
+        at: state.clock.now(),
+        username: session.username.clone(),
+        action: action.to_string(),
+        object: object.to_string(),
+        detail,
+    };
+    tracing::info!(username = %entry.username.escape_debug(), action, object = %object.escape_debug(), "admin action");
+    if let Err(e) = state.store.log_action(&entry).await {
+        tracing::error!(error = %e, "cannot write the admin audit log");
+    }
+}
+
+/// The answer when the store cannot be read or written.
+pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin page cannot reach the store");
+    message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The database is not available; try again soon.")
+}
+
 fn render(name: &str, ctx: minijinja::Value) -> Response {
     match TEMPLATES.get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => Html(html).into_response(),
@@ -80,7 +134,7 @@ fn render(name: &str, ctx: minijinja::Value) -> Response {
     }
 }
 
-fn message(status: StatusCode, heading: &str, text: &str) -> Response {
+pub(super) fn message(status: StatusCode, heading: &str, text: &str) -> Response {
     let mut response = render("admin/message.html", minijinja::context! { heading, message => text });
     *response.status_mut() = status;
     response
@@ -137,11 +191,15 @@ fn safe_next(next: Option<&str>) -> String {
 /// The admin routes.
 pub fn routes(state: AppState) -> Router<AppState> {
     let signed_in = Router::new()
-        .route("/admin/", get(dashboard))
         .route("/admin/logout/", post(logout))
-        .route("/admin/events/", get(events_list))
-        .route("/admin/events/{event_id}/", get(event_detail))
-        .route("/admin/sessions/{session_id}/", get(session_timeline))
+        .route("/admin/password/", get(password_form).post(change_password))
+        .route("/admin/log/", get(audit_log))
+        .merge(super::dashboard::routes())
+        .merge(super::events::routes())
+        .merge(super::errors::routes())
+        .merge(super::catalog::routes())
+        .merge(super::applications::routes())
+        .route_layer(middleware::from_fn(check_csrf))
         .route_layer(middleware::from_fn_with_state(state, require_session));
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
@@ -149,6 +207,31 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/static/admin.css", get(css))
         .merge(signed_in)
         .layer(middleware::from_fn(security_headers))
+}
+
+/// Largest form the admin panel takes (an edited payload is the biggest).
+const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
+
+/// Every POST of a signed-in user must carry the session's CSRF token in its
+/// form; the check is here, once, so no handler can forget it.
+async fn check_csrf(Extension(session): Extension<AdminSession>, request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return message(StatusCode::PAYLOAD_TOO_LARGE, "Too large", "The form is larger than this panel accepts.");
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+    let submitted = pairs.iter().find(|(k, _)| k == "csrf_token").map(|(_, v)| v.as_str()).unwrap_or("");
+    if !csrf_ok(&session, submitted) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The form did not come from this site or has expired (CSRF check failed). Go back, reload and try again.",
+        );
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Headers every admin response carries.
@@ -336,158 +419,8 @@ async fn login(
     response
 }
 
-async fn dashboard(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
-    let queue_depth = state.queue.depth().await.ok();
-    render(
-        "admin/dashboard.html",
-        minijinja::context! {
-            username => session.username,
-            csrf_token => session.csrf_token,
-            queue_depth => queue_depth.map(|d| d.to_string()).unwrap_or_else(|| "unknown".into()),
-        },
-    )
-}
-
-/// Filters of the events page, as typed into its form.
-#[derive(Debug, Default, Deserialize, serde::Serialize)]
-#[serde(default)]
-struct EventFilters {
-    session_id: String,
-    category: String,
-    name: String,
-    from: String,
-    to: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cursor: Option<String>,
-}
-
-/// Page size of the admin's event lists.
-const PAGE: usize = 50;
-
-fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin page cannot read the store");
-    message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The database is not available; try again soon.")
-}
-
-fn event_row(e: &crate::store::StoredEvent) -> minijinja::Value {
-    let path = serde_json::from_str::<serde_json::Value>(e.data.get())
-        .ok()
-        .and_then(|d| d.get("path").and_then(|p| p.as_str()).map(str::to_string))
-        .unwrap_or_default();
-    minijinja::context! {
-        event_id => e.event_id.to_string(),
-        timestamp => e.timestamp.to_string(),
-        received_at => crate::domain::Timestamp::from(e.received_at).to_string(),
-        category => e.category,
-        name => e.name,
-        session_id => e.session_id,
-        application => e.application,
-        path,
-    }
-}
-
-async fn events_list(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Query(mut f): Query<EventFilters>,
-) -> Response {
-    use crate::api::{event_cursor, next_cursor, time_param};
-    use crate::store::{EventQuery, Order};
-    let text = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-    let mut error = None;
-    let mut time = |name: &str, v: &str| {
-        time_param(name, text(v).as_deref()).unwrap_or_else(|e| {
-            error = Some(e.to_string());
-            None
-        })
-    };
-    let (from, to) = (time("from", &f.from), time("to", &f.to));
-    let query = EventQuery {
-        session_id: text(&f.session_id),
-        category: text(&f.category),
-        name: text(&f.name),
-        from,
-        to,
-        order: Order::Desc,
-        limit: PAGE,
-        after: f.cursor.as_deref().and_then(|c| event_cursor(c, Order::Desc).ok()),
-    };
-    let page = match state.store.events(&query).await {
-        Ok(page) => page,
-        Err(e) => return unavailable(e),
-    };
-    let events: Vec<_> = page.items.iter().map(event_row).collect();
-    let next_url = page.next.map(|c| {
-        f.cursor = Some(next_cursor(c, Order::Desc));
-        format!("/admin/events/?{}", serde_urlencoded::to_string(&f).unwrap_or_default())
-    });
-    f.cursor = None;
-    render(
-        "admin/events.html",
-        minijinja::context! {
-            username => session.username, csrf_token => session.csrf_token, f, events, next_url, error,
-        },
-    )
-}
-
-async fn event_detail(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    let not_found = || message(StatusCode::NOT_FOUND, "Not found", "There is no event with this id.");
-    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
-    let event = match state.store.event(id).await {
-        Ok(Some(event)) => event,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
-    let data = serde_json::from_str::<serde_json::Value>(event.data.get())
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| event.data.get().to_string());
-    render(
-        "admin/event.html",
-        minijinja::context! { username => session.username, csrf_token => session.csrf_token, e => event_row(&event), data },
-    )
-}
-
-#[derive(Debug, Deserialize)]
-struct CursorParam {
-    cursor: Option<String>,
-}
-
-async fn session_timeline(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    axum::extract::Path(session_id): axum::extract::Path<String>,
-    Query(q): Query<CursorParam>,
-) -> Response {
-    use crate::api::{event_cursor, next_cursor};
-    use crate::store::{EventQuery, Order};
-    let query = EventQuery {
-        session_id: Some(session_id.clone()),
-        order: Order::Asc,
-        limit: PAGE,
-        after: q.cursor.as_deref().and_then(|c| event_cursor(c, Order::Asc).ok()),
-        ..Default::default()
-    };
-    let page = match state.store.events(&query).await {
-        Ok(page) => page,
-        Err(e) => return unavailable(e),
-    };
-    let events: Vec<_> = page.items.iter().map(event_row).collect();
-    let next_url = page.next.map(|c| {
-        let path = percent_encode(&session_id, b"-_.~");
-        format!("/admin/sessions/{path}/?cursor={}", next_cursor(c, Order::Asc))
-    });
-    render(
-        "admin/session.html",
-        minijinja::context! { username => session.username, csrf_token => session.csrf_token, session_id, events, next_url },
-    )
-}
-
 /// Percent-encodes everything but ASCII letters, digits and `keep`.
-fn percent_encode(value: &str, keep: &[u8]) -> String {
+pub(super) fn percent_encode(value: &str, keep: &[u8]) -> String {
     value
         .bytes()
         .map(
@@ -502,35 +435,86 @@ fn percent_encode(value: &str, keep: &[u8]) -> String {
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
 /// The synchronizer check every state-changing form of a session goes through.
 fn csrf_ok(session: &AdminSession, submitted: &str) -> bool {
     !submitted.is_empty() && same_secret(&session.csrf_token, submitted)
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if !csrf_ok(&session, &form.csrf_token) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "The form did not come from this site (CSRF check failed).",
-        );
-    }
+async fn logout(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
     if let Err(e) = state.store.delete_session(&session.token_hash).await {
         tracing::error!(error = %e, "cannot end an admin session");
     }
     let mut response = Redirect::to("/admin/login/").into_response();
     set_cookie(&mut response, format!("{SESSION_COOKIE}=; Path=/admin; HttpOnly; SameSite=Lax; Max-Age=0"));
     response
+}
+
+async fn password_form(Extension(session): Extension<AdminSession>) -> Response {
+    page(&session, "admin/password.html", minijinja::context! {})
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new1: String,
+    #[serde(default)]
+    new2: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let hash = match state.store.user_password_hash(&session.username).await {
+        Ok(hash) => hash.unwrap_or_default(),
+        Err(e) => return unavailable(e),
+    };
+    let mut errors = Vec::new();
+    if !verify_password(&form.current, &hash) {
+        errors.push("Your current password was entered incorrectly.".to_string());
+    } else if form.new1 != form.new2 {
+        errors.push("The two new passwords do not match.".to_string());
+    } else {
+        errors.extend(
+            super::users::password_problems(&session.username, "", &form.new1)
+                .into_iter()
+                .map(|p| format!("The new password is not allowed: {p}.")),
+        );
+    }
+    if !errors.is_empty() {
+        return page_with(StatusCode::BAD_REQUEST, &session, "admin/password.html", minijinja::context! { errors });
+    }
+    let new_hash = match super::users::hash_password(&form.new1) {
+        Ok(h) => h,
+        Err(e) => return unavailable(e),
+    };
+    match state.store.set_password(&session.username, &new_hash, &session.token_hash).await {
+        Ok(_) => {}
+        Err(e) => return unavailable(e),
+    }
+    audit(&state, &session, "change password", &session.username, "other sessions ended".into()).await;
+    page(&session, "admin/password.html", minijinja::context! { done => true })
+}
+
+async fn audit_log(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
+    match state.store.actions(None, 200).await {
+        Ok(entries) => {
+            let entries: Vec<_> = entries
+                .iter()
+                .map(|a| {
+                    minijinja::context! {
+                        at => crate::domain::Timestamp::from(a.at).to_string(),
+                        username => a.username, action => a.action, object => a.object, detail => a.detail,
+                    }
+                })
+                .collect();
+            page(&session, "admin/log.html", minijinja::context! { entries })
+        }
+        Err(e) => unavailable(e),
+    }
 }
 
 #[cfg(test)]
@@ -562,15 +546,7 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        for name in [
-            "admin/base.html",
-            "admin/login.html",
-            "admin/dashboard.html",
-            "admin/message.html",
-            "admin/events.html",
-            "admin/event.html",
-            "admin/session.html",
-        ] {
+        for (name, _) in TEMPLATE_SOURCES {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }
     }

@@ -86,6 +86,8 @@ struct EventParams {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ErrorParams {
+    reason: Option<String>,
+    category: Option<String>,
     from: Option<String>,
     to: Option<String>,
     limit: Option<String>,
@@ -214,6 +216,7 @@ async fn list_events(
         order,
         limit: limit_param(p.limit.as_deref())?,
         after: p.cursor.as_deref().map(|c| event_cursor(c, order)).transpose()?,
+        search: None,
     };
     let page = state.store.events(&query).await?;
     let next = page.next.map(|c| next_cursor(c, order));
@@ -245,6 +248,9 @@ async fn list_errors(
         }
     };
     let query = ErrorQuery {
+        ids: Vec::new(),
+        reason: p.reason,
+        category: p.category,
         from: time_param("from", p.from.as_deref())?,
         to: time_param("to", p.to.as_deref())?,
         limit: limit_param(p.limit.as_deref())?,

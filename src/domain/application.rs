@@ -63,6 +63,29 @@ pub fn normalize_origin(text: &str) -> Option<String> {
     })
 }
 
+/// Origins as an operator types them (one per item, blanks skipped), normalised
+/// and without repeats; the message names the first that is not an origin.
+pub fn parse_origins<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, String> {
+    let mut origins: Vec<String> = Vec::new();
+    for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
+        let origin =
+            normalize_origin(item).ok_or_else(|| format!("{item:?} is not an origin like https://shop.example.com"))?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
+}
+
+/// Checks an application name: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn check_app_name(name: &str) -> Result<(), String> {
+    let ok = name.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c));
+    if name.is_empty() || name.chars().count() > 64 || !ok {
+        return Err("an application name is 1 to 64 letters, digits, - _ or .".into());
+    }
+    Ok(())
+}
+
 /// A new write key: 192 random bits, URL-safe, with a recognisable prefix.
 pub fn new_key() -> String {
     use base64::Engine;

@@ -100,6 +100,30 @@ pub struct StoredError {
     pub received_at: DateTime<Utc>,
     /// The application that sent it.
     pub application: Option<String>,
+    /// The `category` string of the payload, when it has one.
+    pub category: Option<String>,
+    /// The payload as first received, when someone has edited it since.
+    pub original_raw: Option<String>,
+    /// Who last edited the payload.
+    pub edited_by: Option<String>,
+}
+
+impl NewEventError {
+    /// The `category` string of the payload, if it is a JSON object that has one:
+    /// kept in its own column so that errors can be listed by category.
+    pub fn category(&self) -> Option<String> {
+        category_of(&self.raw)
+    }
+}
+
+/// The `category` string of a raw payload, if any.
+pub fn category_of(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        category: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_str(raw).ok()?;
+    probe.category?.as_str().map(str::to_string)
 }
 
 /// Sort direction of a listing.
@@ -134,6 +158,8 @@ pub struct EventQuery {
     pub from: Option<Timestamp>,
     /// Events before this time.
     pub to: Option<Timestamp>,
+    /// Only events whose session id equals this or whose `data` contains it as text.
+    pub search: Option<String>,
     /// Sort direction.
     pub order: Order,
     /// Page size.
@@ -145,6 +171,12 @@ pub struct EventQuery {
 /// Filters and page of an event-error listing (newest first).
 #[derive(Clone, Debug, Default)]
 pub struct ErrorQuery {
+    /// Only these errors (by row id); empty means no such filter.
+    pub ids: Vec<i64>,
+    /// Only errors with a reason of this code, e.g. `unknown_category`.
+    pub reason: Option<String>,
+    /// Only errors whose payload names this category.
+    pub category: Option<String>,
     /// Errors received at or after this time.
     pub from: Option<Timestamp>,
     /// Errors received before this time.
@@ -176,6 +208,74 @@ impl<T, C> Page<T, C> {
         };
         Self { items, next }
     }
+}
+
+/// A category with its event types, as the admin panel edits them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Category {
+    /// Row id; `None` for one not saved yet.
+    pub id: Option<i64>,
+    /// Unique name events refer to. It cannot change once saved: stored
+    /// events refer to categories by name.
+    pub name: String,
+    /// What the category is for.
+    pub description: String,
+    /// Inactive categories refuse new events.
+    pub active: bool,
+    /// Strict categories accept only declared event types.
+    pub strict: bool,
+    /// Declared event types (empty when saving).
+    pub types: Vec<EventType>,
+}
+
+/// An event type as the admin panel edits it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventType {
+    /// Row id; `None` for one not saved yet.
+    pub id: Option<i64>,
+    /// The category it belongs to.
+    pub category_id: i64,
+    /// The event name, unique within its category; cannot change once saved.
+    pub name: String,
+    /// What the event means.
+    pub description: String,
+    /// JSON Schema that `data` must satisfy, if any.
+    pub schema: Option<serde_json::Value>,
+}
+
+/// The outcome of replaying one event error.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    /// The error's row id.
+    pub error_id: i64,
+    /// The payload replayed, when it was edited; recorded on the error if it still fails.
+    pub edited_raw: Option<String>,
+    /// The valid event, or every reason it still fails.
+    pub outcome: Result<NewEvent, Vec<Reason>>,
+}
+
+/// One entry of the admin panel's audit log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminAction {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub username: String,
+    /// What, e.g. `replay`, `delete event`, `rotate key`.
+    pub action: String,
+    /// On what: an event id, an error's event id, a category, an application.
+    pub object: String,
+    /// Details, e.g. the payload before and after an edit.
+    pub detail: String,
+}
+
+/// Counts per time bucket and category.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// `(bucket index from the start, category, count)`; errors without a category use `""`.
+    pub events: Vec<(i64, String, i64)>,
+    /// The same for event errors (by time received).
+    pub errors: Vec<(i64, String, i64)>,
 }
 
 /// Why the store could not do what was asked.
@@ -236,12 +336,49 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<AdminSession>, StoreError>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    /// Sets a user's password hash and ends every other session of theirs; false when there is no such user.
+    async fn set_password(&self, username: &str, hash: &str, keep_session: &str) -> Result<bool, StoreError>;
+    /// Deletes one event; false when there was none.
+    async fn delete_event(&self, event_id: Uuid) -> Result<bool, StoreError>;
+    /// Deletes event errors by row id; how many went.
+    async fn delete_errors(&self, ids: &[i64]) -> Result<u64, StoreError>;
+    /// In one transaction: stores each replayed valid event (skipping an `event_id`
+    /// already stored) and deletes its error; records new reasons (and an edited
+    /// payload) on the errors that still fail. Returns how many errors became
+    /// events: an error replayed twice at once is counted, and stored, once.
+    async fn resolve_errors(&self, replays: &[Replay], username: &str) -> Result<u64, StoreError>;
+    /// Every category with its event types, by name.
+    async fn categories(&self) -> Result<Vec<Category>, StoreError>;
+    /// Adds (no id) or updates a category (not its name); a name taken is `Rejected`. Returns its id.
+    async fn save_category(&self, category: &Category) -> Result<i64, StoreError>;
+    /// Adds (no id) or updates an event type (not its name); a name taken is `Rejected`. Returns its id.
+    async fn save_event_type(&self, event_type: &EventType) -> Result<i64, StoreError>;
+    /// Deletes an event type; false when there was none.
+    async fn delete_event_type(&self, id: i64) -> Result<bool, StoreError>;
+    /// Replaces an application's allowed origins; false when there is no such application.
+    async fn set_application_origins(&self, name: &str, origins: &[String]) -> Result<bool, StoreError>;
+    /// Appends to the audit log.
+    async fn log_action(&self, action: &AdminAction) -> Result<(), StoreError>;
+    /// The newest audit-log entries, all or about one object.
+    async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<AdminAction>, StoreError>;
+    /// Events (by event time) and errors (by time received) from `since` for
+    /// `buckets` buckets of `bucket_secs`, counted by bucket and category.
+    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError>;
+    /// How many events and errors there are from `since` on.
+    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError>;
 }
 
 /// An application from its stored columns; `origins` is the JSON array as text.
 fn application(name: String, key: String, origins: &str, active: bool) -> Result<Application, StoreError> {
     let origins = serde_json::from_str(origins).map_err(|e| StoreError::Unavailable(format!("bad origins: {e}")))?;
     Ok(Application { name, key, origins, active })
+}
+
+/// Puts an event type under its category (rows come sorted by name).
+fn attach_type(categories: &mut [Category], t: EventType) {
+    if let Some(c) = categories.iter_mut().find(|c| c.id == Some(t.category_id)) {
+        c.types.push(t);
+    }
 }
 
 /// A signed-in admin session.

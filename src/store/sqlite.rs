@@ -15,8 +15,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    AdminSession, ErrorQuery, EventCursor, EventQuery, Order, Page, Store, StoreError, StoredError, StoredEvent,
-    WriteBatch,
+    Activity, AdminAction, AdminSession, Category, ErrorQuery, EventCursor, EventQuery, EventType, Order, Page, Replay,
+    Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
 use crate::admin::users::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Timestamp};
@@ -117,8 +117,56 @@ impl SqliteStore {
             reasons: serde_json::from_str(&reasons).map_err(|e| StoreError::Unavailable(e.to_string()))?,
             received_at: time(row.get("received_at"))?,
             application: row.get("application"),
+            category: row.get("category"),
+            original_raw: row.get("original_raw"),
+            edited_by: row.get("edited_by"),
         })
     }
+}
+
+/// Inserts a batch inside a transaction of the caller's.
+async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), StoreError> {
+    let created_at = now_micros();
+    // Multi-row VALUES in chunks of a fixed size: full chunks share one SQL
+    // text, so that statement is prepared once. Measured against one
+    // json_each statement per batch, this inserts about a quarter faster
+    // (bench/src/bin/insertbench.rs).
+    for chunk in batch.events.chunks(INSERT_CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, created_at, application) ",
+        );
+        qb.push_values(chunk, |mut row, e| {
+            let ev = &e.event;
+            row.push_bind(ev.event_id.as_bytes().to_vec())
+                .push_bind(ev.session_id.as_str())
+                .push_bind(ev.category.as_str())
+                .push_bind(ev.name.as_str())
+                .push_bind(serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into()))
+                .push_bind(ev.timestamp.micros())
+                .push_bind(e.received_at.timestamp_micros())
+                .push_bind(created_at)
+                .push_bind(e.application.as_deref());
+        });
+        qb.push(" ON CONFLICT (event_id) DO NOTHING");
+        qb.build().execute(&mut *tx).await.map_err(classify)?;
+    }
+    for chunk in batch.errors.chunks(INSERT_CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application, category) ",
+        );
+        qb.push_values(chunk, |mut row, e| {
+            row.push_bind(e.event_id.as_bytes().to_vec())
+                .push_bind(e.raw.as_str())
+                .push_bind(serde_json::to_string(&e.reasons).unwrap_or_else(|_| "[]".into()))
+                .push_bind(e.received_at.timestamp_micros())
+                .push_bind(created_at)
+                .push_bind(e.application.as_deref())
+                .push_bind(e.category());
+        });
+        qb.push(" ON CONFLICT (event_id) DO NOTHING");
+        qb.build().execute(&mut *tx).await.map_err(classify)?;
+    }
+    Ok(())
 }
 
 const EVENT_COLUMNS: &str = "id, event_id, session_id, category, name, data, occurred_at, received_at, application";
@@ -165,46 +213,8 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let created_at = now_micros();
         let mut tx = self.writer.begin().await.map_err(classify)?;
-        // Multi-row VALUES in chunks of a fixed size: full chunks share one SQL
-        // text, so that statement is prepared once. Measured against one
-        // json_each statement per batch, this inserts about a quarter faster
-        // (bench/src/bin/insertbench.rs).
-        for chunk in batch.events.chunks(INSERT_CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, created_at, application) ",
-            );
-            qb.push_values(chunk, |mut row, e| {
-                let ev = &e.event;
-                row.push_bind(ev.event_id.as_bytes().to_vec())
-                    .push_bind(ev.session_id.as_str())
-                    .push_bind(ev.category.as_str())
-                    .push_bind(ev.name.as_str())
-                    .push_bind(serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into()))
-                    .push_bind(ev.timestamp.micros())
-                    .push_bind(e.received_at.timestamp_micros())
-                    .push_bind(created_at)
-                    .push_bind(e.application.as_deref());
-            });
-            qb.push(" ON CONFLICT (event_id) DO NOTHING");
-            qb.build().execute(&mut *tx).await.map_err(classify)?;
-        }
-        for chunk in batch.errors.chunks(INSERT_CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application) ",
-            );
-            qb.push_values(chunk, |mut row, e| {
-                row.push_bind(e.event_id.as_bytes().to_vec())
-                    .push_bind(e.raw.as_str())
-                    .push_bind(serde_json::to_string(&e.reasons).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(e.received_at.timestamp_micros())
-                    .push_bind(created_at)
-                    .push_bind(e.application.as_deref());
-            });
-            qb.push(" ON CONFLICT (event_id) DO NOTHING");
-            qb.build().execute(&mut *tx).await.map_err(classify)?;
-        }
+        write_in(&mut tx, batch).await?;
         tx.commit().await.map_err(classify)
     }
 
@@ -224,6 +234,13 @@ impl Store for SqliteStore {
         }
         if let Some(v) = q.to {
             qb.push(" AND occurred_at < ").push_bind(v.micros());
+        }
+        if let Some(v) = &q.search {
+            qb.push(" AND (session_id = ")
+                .push_bind(v.clone())
+                .push(" OR instr(data, ")
+                .push_bind(v.clone())
+                .push(") > 0)");
         }
         let (cmp, dir) = match q.order {
             Order::Desc => ("<", "DESC"),
@@ -256,8 +273,25 @@ impl Store for SqliteStore {
 
     async fn errors(&self, q: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, event_id, raw, reasons, received_at, application FROM event_errors WHERE 1 = 1",
+            "SELECT id, event_id, raw, reasons, received_at, application, category, original_raw, edited_by
+             FROM event_errors WHERE 1 = 1",
         );
+        if !q.ids.is_empty() {
+            qb.push(" AND id IN (");
+            let mut ids = qb.separated(", ");
+            for id in &q.ids {
+                ids.push_bind(*id);
+            }
+            qb.push(")");
+        }
+        if let Some(v) = &q.reason {
+            qb.push(" AND EXISTS (SELECT 1 FROM json_each(reasons) WHERE json_extract(value, '$.code') = ")
+                .push_bind(v.clone())
+                .push(")");
+        }
+        if let Some(v) = &q.category {
+            qb.push(" AND category = ").push_bind(v.clone());
+        }
         if let Some(v) = q.from {
             qb.push(" AND received_at >= ").push_bind(v.micros());
         }
@@ -403,5 +437,268 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    async fn set_password(&self, username: &str, hash: &str, keep_session: &str) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
+            .bind(hash)
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query("DELETE FROM admin_sessions WHERE username = ? AND token_hash <> ?")
+            .bind(username)
+            .bind(keep_session)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_event(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM events WHERE event_id = ?")
+            .bind(event_id.as_bytes().to_vec())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_errors(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM event_errors WHERE id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            deleted += qb.build().execute(&self.writer).await.map_err(classify)?.rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    async fn resolve_errors(&self, replays: &[Replay], username: &str) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let mut resolved = 0;
+        for r in replays {
+            match &r.outcome {
+                Ok(event) => {
+                    // Only the transaction that deletes the error stores its event.
+                    let gone = sqlx::query("DELETE FROM event_errors WHERE id = ?")
+                        .bind(r.error_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?
+                        .rows_affected();
+                    if gone > 0 {
+                        let batch = WriteBatch { events: vec![event.clone()], errors: vec![] };
+                        write_in(&mut tx, &batch).await?;
+                        resolved += gone;
+                    }
+                }
+                Err(reasons) => {
+                    let reasons = serde_json::to_string(reasons).map_err(|e| StoreError::Rejected(e.to_string()))?;
+                    let query = match &r.edited_raw {
+                        None => sqlx::query("UPDATE event_errors SET reasons = ? WHERE id = ?").bind(reasons),
+                        Some(raw) => sqlx::query(
+                            "UPDATE event_errors SET reasons = ?, original_raw = coalesce(original_raw, raw), raw = ?,
+                                 category = ?, edited_by = ?, edited_at = ? WHERE id = ?",
+                        )
+                        .bind(reasons)
+                        .bind(raw.clone())
+                        .bind(super::category_of(raw))
+                        .bind(username.to_string())
+                        .bind(now_micros()),
+                    };
+                    query.bind(r.error_id).execute(&mut *tx).await.map_err(classify)?;
+                }
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(resolved)
+    }
+
+    async fn categories(&self) -> Result<Vec<Category>, StoreError> {
+        let mut categories: Vec<Category> =
+            sqlx::query("SELECT id, name, description, active, strict FROM categories ORDER BY name")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(classify)?
+                .iter()
+                .map(|r| Category {
+                    id: Some(r.get("id")),
+                    name: r.get("name"),
+                    description: r.get("description"),
+                    active: r.get("active"),
+                    strict: r.get("strict"),
+                    types: Vec::new(),
+                })
+                .collect();
+        let rows = sqlx::query("SELECT id, category_id, name, description, schema FROM event_types ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?;
+        for r in rows {
+            let schema: Option<String> = r.get("schema");
+            super::attach_type(
+                &mut categories,
+                EventType {
+                    id: Some(r.get("id")),
+                    category_id: r.get("category_id"),
+                    name: r.get("name"),
+                    description: r.get("description"),
+                    schema: schema.and_then(|s| serde_json::from_str(&s).ok()),
+                },
+            );
+        }
+        Ok(categories)
+    }
+
+    async fn save_category(&self, c: &Category) -> Result<i64, StoreError> {
+        let query = match c.id {
+            None => sqlx::query_scalar(
+                "INSERT INTO categories (description, active, strict, name, created_at) VALUES (?, ?, ?, ?, ?)
+                 RETURNING id",
+            )
+            .bind(&c.description)
+            .bind(c.active)
+            .bind(c.strict)
+            .bind(&c.name)
+            .bind(now_micros()),
+            Some(id) => sqlx::query_scalar(
+                "UPDATE categories SET description = ?, active = ?, strict = ? WHERE id = ? RETURNING id",
+            )
+            .bind(&c.description)
+            .bind(c.active)
+            .bind(c.strict)
+            .bind(id),
+        };
+        query
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| StoreError::Rejected("no such category".into()))
+    }
+
+    async fn save_event_type(&self, t: &EventType) -> Result<i64, StoreError> {
+        let schema = t.schema.as_ref().map(|s| s.to_string());
+        let query = match t.id {
+            None => sqlx::query_scalar(
+                "INSERT INTO event_types (description, schema, category_id, name, created_at) VALUES (?, ?, ?, ?, ?)
+                 RETURNING id",
+            )
+            .bind(&t.description)
+            .bind(schema)
+            .bind(t.category_id)
+            .bind(&t.name)
+            .bind(now_micros()),
+            Some(id) => {
+                sqlx::query_scalar("UPDATE event_types SET description = ?, schema = ? WHERE id = ? RETURNING id")
+                    .bind(&t.description)
+                    .bind(schema)
+                    .bind(id)
+            }
+        };
+        query
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| StoreError::Rejected("no such event type".into()))
+    }
+
+    async fn delete_event_type(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM event_types WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_application_origins(&self, name: &str, origins: &[String]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE applications SET origins = ? WHERE name = ?")
+            .bind(serde_json::to_string(origins).map_err(|e| StoreError::Rejected(e.to_string()))?)
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn log_action(&self, a: &AdminAction) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO admin_log (at, username, action, object, detail) VALUES (?, ?, ?, ?, ?)")
+            .bind(a.at.timestamp_micros())
+            .bind(&a.username)
+            .bind(&a.action)
+            .bind(&a.object)
+            .bind(&a.detail)
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<AdminAction>, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT at, username, action, object, detail FROM admin_log");
+        if let Some(o) = object {
+            qb.push(" WHERE object = ").push_bind(o.to_string());
+        }
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit as i64);
+        qb.build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|r| {
+                Ok(AdminAction {
+                    at: time(r.get("at"))?,
+                    username: r.get("username"),
+                    action: r.get("action"),
+                    object: r.get("object"),
+                    detail: r.get("detail"),
+                })
+            })
+            .collect()
+    }
+
+    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError> {
+        let (start, width) = (since.timestamp_micros(), bucket_secs * 1_000_000);
+        let end = start + width * buckets;
+        let mut activity = Activity::default();
+        for (sql, out) in [
+            (
+                "SELECT (occurred_at - ?1) / ?2 AS b, category, COUNT(*) FROM events
+                 WHERE occurred_at >= ?1 AND occurred_at < ?3 GROUP BY b, category",
+                &mut activity.events,
+            ),
+            (
+                "SELECT (received_at - ?1) / ?2 AS b, coalesce(category, '') AS c, COUNT(*) FROM event_errors
+                 WHERE received_at >= ?1 AND received_at < ?3 GROUP BY b, c",
+                &mut activity.errors,
+            ),
+        ] {
+            *out = sqlx::query_as(sql)
+                .bind(start)
+                .bind(width)
+                .bind(end)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(activity)
+    }
+
+    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError> {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events WHERE occurred_at >= ?1),
+                    (SELECT COUNT(*) FROM event_errors WHERE received_at >= ?1)",
+        )
+        .bind(since.timestamp_micros())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(classify)
     }
 }

@@ -212,13 +212,12 @@ impl Worker {
         // an attempt, not the whole batch or the worker.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &body {
             Body::Rejected { reason, .. } => error(vec![reason.clone()]),
-            Body::Event(json) => match serde_json::from_str(json) {
-                Err(e) => error(vec![Reason::new("body", "invalid_json", e.to_string())]),
-                Ok(value) => match domain::validate(&value, event_id, now, catalog, &self.rules) {
-                    Ok(event) => Outcome::Event(NewEvent { event, received_at, application: application.clone() }),
+            Body::Event(json) => {
+                match validate_json(json, (event_id, received_at, &application), now, catalog, &self.rules) {
+                    Ok(event) => Outcome::Event(event),
                     Err(reasons) => error(reasons),
-                },
-            },
+                }
+            }
         }));
         let outcome = outcome.unwrap_or_else(|_| {
             tracing::error!(%event_id, attempt = d.attempts + 1, "processing an entry panicked");
@@ -283,6 +282,22 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// Validates one payload, given as JSON text, the way every new event is: the
+/// workers use it, and so does replaying event errors from the admin panel.
+/// `entry` is the event id, the time received and the sending application.
+pub fn validate_json(
+    json: &str,
+    entry: (uuid::Uuid, chrono::DateTime<chrono::Utc>, &Option<String>),
+    now: chrono::DateTime<chrono::Utc>,
+    catalog: &Catalog,
+    rules: &Rules,
+) -> Result<NewEvent, Vec<Reason>> {
+    let (event_id, received_at, application) = entry;
+    let value = serde_json::from_str(json).map_err(|e| vec![Reason::new("body", "invalid_json", e.to_string())])?;
+    let event = domain::validate(&value, event_id, now, catalog, rules)?;
+    Ok(NewEvent { event, received_at, application: application.clone() })
 }
 
 fn batch_of(items: &[Item]) -> WriteBatch {

@@ -7,7 +7,8 @@ use serde_json::json;
 use sqlx::Connection;
 use the_eye::domain::{Reason, Timestamp, ValidEvent};
 use the_eye::store::{
-    ErrorQuery, EventQuery, NewEvent, NewEventError, Order, PostgresStore, SqliteStore, Store, WriteBatch,
+    AdminAction, AdminSession, Category, ErrorQuery, EventQuery, EventType, NewEvent, NewEventError, Order,
+    PostgresStore, Replay, SqliteStore, Store, StoreError, WriteBatch,
 };
 use uuid::Uuid;
 
@@ -175,6 +176,164 @@ pub async fn tokens_are_found_by_hash_only(h: &impl Harness) {
     store.ping().await.unwrap();
 }
 
+pub async fn replay_turns_an_error_into_exactly_one_event(h: &impl Harness) {
+    let store = h.open().await;
+    let mut bad = error();
+    bad.raw = r#"{"category": "shop", "name": "buy", "session_id": "s", "timestamp": 1600000000, "data": {}}"#.into();
+    bad.reasons = vec![Reason::new("category", "unknown_category", "no category named \"shop\"")];
+    let other = error();
+    store.write(&WriteBatch { events: vec![], errors: vec![bad.clone(), other.clone()] }).await.unwrap();
+
+    let by = |reason: Option<&str>, category: Option<&str>| ErrorQuery {
+        reason: reason.map(str::to_string),
+        category: category.map(str::to_string),
+        limit: 10,
+        ..Default::default()
+    };
+    let shop = store.errors(&by(None, Some("shop"))).await.unwrap().items;
+    assert_eq!(shop.len(), 1);
+    assert_eq!(shop[0].category.as_deref(), Some("shop"));
+    assert_eq!(store.errors(&by(Some("unknown_category"), None)).await.unwrap().items.len(), 1);
+    assert_eq!(store.errors(&by(Some("invalid_json"), None)).await.unwrap().items.len(), 1);
+    assert_eq!(store.errors(&by(Some("unknown"), None)).await.unwrap().items.len(), 0, "codes match whole");
+    let id = shop[0].id;
+
+    let mut fixed = event("s", 0);
+    fixed.event.event_id = bad.event_id;
+    let replay = vec![Replay { error_id: id, edited_raw: None, outcome: Ok(fixed) }];
+    // Two admins press replay at once: one wins, the event is stored once.
+    let (a, b) = tokio::join!(store.resolve_errors(&replay, "ada"), store.resolve_errors(&replay, "bob"));
+    let (a, b) = match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        // SQLite may refuse the loser outright (busy); that is a failed replay, not a double.
+        (Ok(a), Err(StoreError::Unavailable(_))) => (a, 0),
+        (Err(StoreError::Unavailable(_)), Ok(b)) => (0, b),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(a + b, 1, "counted once");
+    assert!(store.event(bad.event_id).await.unwrap().is_some(), "kept its event_id");
+    assert_eq!(store.events(&query(10)).await.unwrap().items.len(), 1, "stored once");
+    assert_eq!(store.errors(&by(None, None)).await.unwrap().items.len(), 1, "the error is gone");
+
+    // A replay with an edited payload that still fails records the edit.
+    let left = store.errors(&by(None, None)).await.unwrap().items.remove(0);
+    let edited = r#"{"category": "cart", "broken": true}"#.to_string();
+    let still = vec![Replay {
+        error_id: left.id,
+        edited_raw: Some(edited.clone()),
+        outcome: Err(vec![Reason::new("name", "required", "name is required")]),
+    }];
+    assert_eq!(store.resolve_errors(&still, "ada").await.unwrap(), 0);
+    let after = store.errors(&by(None, None)).await.unwrap().items.remove(0);
+    assert_eq!(after.raw, edited);
+    assert_eq!(after.original_raw.as_deref(), Some(other.raw.as_str()));
+    assert_eq!(after.edited_by.as_deref(), Some("ada"));
+    assert_eq!(after.category.as_deref(), Some("cart"));
+    assert_eq!(after.reasons[0].code, "required");
+    assert_eq!(store.delete_errors(&[after.id]).await.unwrap(), 1);
+    assert_eq!(store.delete_errors(&[after.id]).await.unwrap(), 0);
+}
+
+pub async fn events_are_searched_and_deleted(h: &impl Harness) {
+    let store = h.open().await;
+    let mut special = event("needle-session", 1);
+    special.event.data.insert("note".into(), json!("a haystack with a needle in it"));
+    let plain = event("other", 2);
+    store.write(&WriteBatch { events: vec![special.clone(), plain.clone()], errors: vec![] }).await.unwrap();
+    let search = |text: &str| EventQuery { search: Some(text.into()), limit: 10, ..Default::default() };
+    let found = store.events(&search("needle in")).await.unwrap().items;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].event_id, special.event.event_id);
+    assert_eq!(store.events(&search("needle-session")).await.unwrap().items.len(), 1, "by session id");
+    assert_eq!(store.events(&search("not there")).await.unwrap().items.len(), 0);
+    assert!(store.delete_event(special.event.event_id).await.unwrap());
+    assert!(!store.delete_event(special.event.event_id).await.unwrap());
+    assert!(store.event(special.event.event_id).await.unwrap().is_none());
+    assert!(store.event(plain.event.event_id).await.unwrap().is_some());
+}
+
+pub async fn categories_and_event_types_are_edited(h: &impl Harness) {
+    let store = h.open().await;
+    let mut shop =
+        Category { name: "shop".into(), description: "purchases".into(), active: true, ..Default::default() };
+    let id = store.save_category(&shop).await.unwrap();
+    assert!(matches!(store.save_category(&shop).await, Err(StoreError::Rejected(_))), "names are unique");
+    shop.id = Some(id);
+    shop.active = false;
+    shop.strict = true;
+    shop.name = "renamed".into();
+    assert_eq!(store.save_category(&shop).await.unwrap(), id);
+    let schema = json!({"type": "object", "required": ["sku"]});
+    let buy = EventType { category_id: id, name: "buy".into(), schema: Some(schema.clone()), ..Default::default() };
+    let type_id = store.save_event_type(&buy).await.unwrap();
+    assert!(matches!(store.save_event_type(&buy).await, Err(StoreError::Rejected(_))));
+    let saved = store.categories().await.unwrap().into_iter().find(|c| c.id == Some(id)).unwrap();
+    assert_eq!(saved.name, "shop", "a category keeps its name");
+    assert!(!saved.active && saved.strict);
+    assert_eq!(saved.types.len(), 1);
+    assert_eq!(saved.types[0].schema, Some(schema));
+    let (categories, types) = store.catalog().await.unwrap();
+    assert!(categories.iter().any(|c| c.name == "shop" && !c.active));
+    assert!(types.iter().any(|t| t.category == "shop" && t.name == "buy"));
+    assert!(store.delete_event_type(type_id).await.unwrap());
+    assert!(!store.delete_event_type(type_id).await.unwrap());
+}
+
+pub async fn activity_is_counted_by_bucket_and_category(h: &impl Harness) {
+    let store = h.open().await;
+    let events: Vec<NewEvent> = [0, 30, 61, 125].iter().map(|s| event("s", *s)).collect();
+    store.write(&WriteBatch { events, errors: vec![error()] }).await.unwrap();
+    let since = chrono::DateTime::from_timestamp(1_600_000_000, 0).unwrap();
+    let activity = store.activity(since, 60, 3).await.unwrap();
+    let mut counts = activity.events.clone();
+    counts.sort();
+    let page = |b: i64, n: i64| (b, "page interaction".to_string(), n);
+    assert_eq!(counts, [page(0, 2), page(1, 1), page(2, 1)]);
+    assert!(activity.errors.is_empty(), "the error was received now, outside the range");
+    let now = Utc::now() - chrono::Duration::seconds(30);
+    let recent = store.activity(now, 60, 1).await.unwrap();
+    assert_eq!(recent.errors, [(0, String::new(), 1)], "an error without a category");
+    assert_eq!(store.totals(since).await.unwrap(), (4, 1));
+}
+
+pub async fn the_audit_log_and_password_changes_are_kept(h: &impl Harness) {
+    let store = h.open().await;
+    let user = the_eye::admin::users::NewUser {
+        username: "ada".into(),
+        email: String::new(),
+        password_hash: "old".into(),
+        is_superuser: true,
+    };
+    store.create_user(&user).await.unwrap();
+    let now = Utc::now();
+    for token in ["mine", "other"] {
+        let session = AdminSession {
+            token_hash: token.into(),
+            username: "ada".into(),
+            csrf_token: "c".into(),
+            expires_at: now + chrono::Duration::hours(1),
+        };
+        store.create_session(&session).await.unwrap();
+    }
+    assert!(store.set_password("ada", "new", "mine").await.unwrap());
+    assert!(!store.set_password("nobody", "new", "mine").await.unwrap());
+    assert_eq!(store.user_password_hash("ada").await.unwrap().as_deref(), Some("new"));
+    assert!(store.session("mine", now).await.unwrap().is_some(), "this session stays");
+    assert!(store.session("other", now).await.unwrap().is_none(), "other sessions end");
+
+    let entry = |object: &str| AdminAction {
+        at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        username: "ada".into(),
+        action: "replay".into(),
+        object: object.into(),
+        detail: "<b>detail</b>".into(),
+    };
+    store.log_action(&entry("a")).await.unwrap();
+    store.log_action(&entry("b")).await.unwrap();
+    assert_eq!(store.actions(Some("a"), 10).await.unwrap(), [entry("a")]);
+    assert_eq!(store.actions(None, 10).await.unwrap(), [entry("b"), entry("a")], "newest first");
+}
+
 macro_rules! store_contract {
     ($name:ident, $harness:expr) => {
         mod $name {
@@ -226,6 +385,36 @@ macro_rules! store_contract {
             async fn tokens_are_found_by_hash_only() {
                 let Some(h) = $harness.await else { return };
                 super::tokens_are_found_by_hash_only(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn replay_turns_an_error_into_exactly_one_event() {
+                let Some(h) = $harness.await else { return };
+                super::replay_turns_an_error_into_exactly_one_event(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn events_are_searched_and_deleted() {
+                let Some(h) = $harness.await else { return };
+                super::events_are_searched_and_deleted(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn categories_and_event_types_are_edited() {
+                let Some(h) = $harness.await else { return };
+                super::categories_and_event_types_are_edited(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn activity_is_counted_by_bucket_and_category() {
+                let Some(h) = $harness.await else { return };
+                super::activity_is_counted_by_bucket_and_category(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn the_audit_log_and_password_changes_are_kept() {
+                let Some(h) = $harness.await else { return };
+                super::the_audit_log_and_password_changes_are_kept(&h).await;
                 h.cleanup().await;
             }
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use the_eye::domain::{Application, CategoryDef, EventTypeDef, SystemClock};
+use the_eye::store;
 use the_eye::store::{
     ErrorQuery, EventCursor, EventQuery, Page, SqliteStore, Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
@@ -94,6 +95,50 @@ impl Store for Faulty {
     }
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
         self.inner.delete_session(token_hash).await
+    }
+    async fn set_password(&self, username: &str, hash: &str, keep: &str) -> Result<bool, StoreError> {
+        self.inner.set_password(username, hash, keep).await
+    }
+    async fn delete_event(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        self.inner.delete_event(event_id).await
+    }
+    async fn delete_errors(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.inner.delete_errors(ids).await
+    }
+    async fn resolve_errors(&self, replays: &[store::Replay], username: &str) -> Result<u64, StoreError> {
+        self.inner.resolve_errors(replays, username).await
+    }
+    async fn categories(&self) -> Result<Vec<store::Category>, StoreError> {
+        self.inner.categories().await
+    }
+    async fn save_category(&self, c: &store::Category) -> Result<i64, StoreError> {
+        self.inner.save_category(c).await
+    }
+    async fn save_event_type(&self, t: &store::EventType) -> Result<i64, StoreError> {
+        self.inner.save_event_type(t).await
+    }
+    async fn delete_event_type(&self, id: i64) -> Result<bool, StoreError> {
+        self.inner.delete_event_type(id).await
+    }
+    async fn set_application_origins(&self, name: &str, origins: &[String]) -> Result<bool, StoreError> {
+        self.inner.set_application_origins(name, origins).await
+    }
+    async fn log_action(&self, a: &store::AdminAction) -> Result<(), StoreError> {
+        self.inner.log_action(a).await
+    }
+    async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<store::AdminAction>, StoreError> {
+        self.inner.actions(object, limit).await
+    }
+    async fn activity(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        bucket_secs: i64,
+        buckets: i64,
+    ) -> Result<store::Activity, StoreError> {
+        self.inner.activity(since, bucket_secs, buckets).await
+    }
+    async fn totals(&self, since: chrono::DateTime<chrono::Utc>) -> Result<(i64, i64), StoreError> {
+        self.inner.totals(since).await
     }
 }
 

@@ -1,0 +1,188 @@
+//! Events: the list with filters and search, an event's detail and deletion,
+//! and a session's timeline.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde::{Deserialize, Serialize};
+
+use super::web::{audit, confirm, message, page, percent_encode, unavailable};
+use crate::api::{event_cursor, next_cursor, time_param};
+use crate::app::AppState;
+use crate::domain::Timestamp;
+use crate::store::{AdminSession, EventQuery, Order, StoredEvent};
+
+/// Page size of the admin's event lists.
+pub(super) const PAGE: usize = 50;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/events/", get(events_list))
+        .route("/admin/events/{event_id}/", get(event_detail))
+        .route("/admin/events/{event_id}/delete/", get(delete_form).post(delete))
+        .route("/admin/sessions/{session_id}/", get(session_timeline))
+}
+
+/// Filters of the events page, as typed into its form.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+struct EventFilters {
+    q: String,
+    session_id: String,
+    category: String,
+    name: String,
+    from: String,
+    to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+    #[serde(skip_serializing)]
+    deleted: Option<String>,
+}
+
+/// A filter as typed: blank means none.
+pub(super) fn text(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+pub(super) fn event_row(e: &StoredEvent) -> minijinja::Value {
+    let path = serde_json::from_str::<serde_json::Value>(e.data.get())
+        .ok()
+        .and_then(|d| d.get("path").and_then(|p| p.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    minijinja::context! {
+        event_id => e.event_id.to_string(),
+        timestamp => e.timestamp.to_string(),
+        received_at => Timestamp::from(e.received_at).to_string(),
+        category => e.category,
+        name => e.name,
+        session_id => e.session_id,
+        application => e.application,
+        path,
+    }
+}
+
+async fn events_list(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    Query(mut f): Query<EventFilters>,
+) -> Response {
+    let mut error = None;
+    let mut time = |name: &str, v: &str| {
+        time_param(name, text(v).as_deref()).unwrap_or_else(|e| {
+            error = Some(e.to_string());
+            None
+        })
+    };
+    let (from, to) = (time("from", &f.from), time("to", &f.to));
+    let query = EventQuery {
+        session_id: text(&f.session_id),
+        category: text(&f.category),
+        name: text(&f.name),
+        search: text(&f.q),
+        from,
+        to,
+        order: Order::Desc,
+        limit: PAGE,
+        after: f.cursor.as_deref().and_then(|c| event_cursor(c, Order::Desc).ok()),
+    };
+    let page_of = match state.store.events(&query).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let events: Vec<_> = page_of.items.iter().map(event_row).collect();
+    let next_url = page_of.next.map(|c| {
+        f.cursor = Some(next_cursor(c, Order::Desc));
+        format!("/admin/events/?{}", serde_urlencoded::to_string(&f).unwrap_or_default())
+    });
+    f.cursor = None;
+    let deleted = f.deleted.is_some();
+    page(&session, "admin/events.html", minijinja::context! { f, events, next_url, error, deleted })
+}
+
+fn not_found() -> Response {
+    message(StatusCode::NOT_FOUND, "Not found", "There is no event with this id.")
+}
+
+async fn event_detail(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
+    let event = match state.store.event(id).await {
+        Ok(Some(event)) => event,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(e),
+    };
+    let data = serde_json::from_str::<serde_json::Value>(event.data.get())
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| event.data.get().to_string());
+    let history = match state.store.actions(Some(&id.to_string()), 20).await {
+        Ok(h) => h,
+        Err(e) => return unavailable(e),
+    };
+    let history: Vec<_> = history
+        .iter()
+        .map(|a| minijinja::context! { at => Timestamp::from(a.at).to_string(), username => a.username, action => a.action, detail => a.detail })
+        .collect();
+    page(&session, "admin/event.html", minijinja::context! { e => event_row(&event), data, history })
+}
+
+async fn delete_form(Extension(session): Extension<AdminSession>, Path(id): Path<String>) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
+    confirm(
+        &session,
+        "Delete this event?",
+        &format!("Event {id} will be deleted for good. Reports and the read API will no longer show it."),
+        &format!("/admin/events/{id}/delete/"),
+        &format!("/admin/events/{id}/"),
+    )
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
+    match state.store.delete_event(id).await {
+        Ok(true) => {
+            audit(&state, &session, "delete event", &id.to_string(), String::new()).await;
+            Redirect::to("/admin/events/?deleted=1").into_response()
+        }
+        Ok(false) => not_found(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CursorParam {
+    cursor: Option<String>,
+}
+
+async fn session_timeline(
+    State(state): State<AppState>,
+    Extension(session): Extension<AdminSession>,
+    Path(session_id): Path<String>,
+    Query(q): Query<CursorParam>,
+) -> Response {
+    let query = EventQuery {
+        session_id: Some(session_id.clone()),
+        order: Order::Asc,
+        limit: PAGE,
+        after: q.cursor.as_deref().and_then(|c| event_cursor(c, Order::Asc).ok()),
+        ..Default::default()
+    };
+    let page_of = match state.store.events(&query).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let events: Vec<_> = page_of.items.iter().map(event_row).collect();
+    let next_url = page_of.next.map(|c| {
+        let path = percent_encode(&session_id, b"-_.~");
+        format!("/admin/sessions/{path}/?cursor={}", next_cursor(c, Order::Asc))
+    });
+    page(&session, "admin/session.html", minijinja::context! { session_id, events, next_url })
+}
