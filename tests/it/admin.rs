@@ -61,16 +61,16 @@ async fn createsuperuser_refuses_weak_passwords_and_bad_input_clearly() {
     assert!(!interactive.status.success());
 }
 
-mod http {
+pub(crate) mod http {
     use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
     use reqwest::{redirect, StatusCode};
     use the_eye::admin::users::{hash_password, NewUser};
 
     use crate::helpers::TestApp;
 
-    const PASSWORD: &str = "a long passphrase";
+    pub(crate) const PASSWORD: &str = "a long passphrase";
 
-    async fn app_with_user() -> (TestApp, reqwest::Client) {
+    pub(crate) async fn app_with_user() -> (TestApp, reqwest::Client) {
         let app = TestApp::spawn().await;
         let user = NewUser {
             username: "ada".into(),
@@ -83,7 +83,7 @@ mod http {
         (app, client)
     }
 
-    fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
             let first = v.split(';').next()?;
             let (k, val) = first.split_once('=')?;
@@ -91,7 +91,7 @@ mod http {
         })
     }
 
-    fn set_cookie_line(headers: &HeaderMap, name: &str) -> String {
+    pub(crate) fn set_cookie_line(headers: &HeaderMap, name: &str) -> String {
         headers
             .get_all(SET_COOKIE)
             .iter()
@@ -101,14 +101,14 @@ mod http {
             .to_string()
     }
 
-    fn hidden(html: &str, name: &str) -> String {
+    pub(crate) fn hidden(html: &str, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = html.find(&marker).map(|i| i + marker.len()).expect("hidden field");
         html[start..].split('"').next().unwrap().to_string()
     }
 
     /// GETs the login page; returns (csrf cookie, csrf field).
-    async fn login_page(app: &TestApp, client: &reqwest::Client) -> (String, String) {
+    pub(crate) async fn login_page(app: &TestApp, client: &reqwest::Client) -> (String, String) {
         let r = client.get(app.url("/admin/login/")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let cookie = cookie_value(r.headers(), "eye_login_csrf").expect("csrf cookie");
@@ -116,7 +116,7 @@ mod http {
         (cookie, hidden(&html, "csrf_token"))
     }
 
-    async fn log_in(app: &TestApp, client: &reqwest::Client, password: &str) -> reqwest::Response {
+    pub(crate) async fn log_in(app: &TestApp, client: &reqwest::Client, password: &str) -> reqwest::Response {
         let (cookie, csrf) = login_page(app, client).await;
         client
             .post(app.url("/admin/login/"))
@@ -240,12 +240,17 @@ mod http {
         assert!((1..=12).contains(&wait), "a short wait, not a lock-out: {wait}s");
     }
 
-    async fn signed_in(app: &TestApp, client: &reqwest::Client) -> String {
+    pub(crate) async fn signed_in(app: &TestApp, client: &reqwest::Client) -> String {
         let r = log_in(app, client, PASSWORD).await;
         format!("eye_session={}", cookie_value(r.headers(), "eye_session").expect("signed in"))
     }
 
-    async fn page(app: &TestApp, client: &reqwest::Client, cookie: &str, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn page(
+        app: &TestApp,
+        client: &reqwest::Client,
+        cookie: &str,
+        path: &str,
+    ) -> (StatusCode, String) {
         let r = client.get(app.url(path)).header("cookie", cookie).send().await.unwrap();
         (r.status(), r.text().await.unwrap())
     }

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod admin_pages;
 mod collector;
 mod crash;
 mod procs;
