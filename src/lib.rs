@@ -28,8 +28,9 @@
 //!   pure code with no I/O.
 //! - [`config`]: one typed [`config::Settings`], layered defaults < file < env < flags.
 //! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
-//! - [`admin`]: the admin panel; so far users (`createsuperuser`, argon2id),
-//!   login, sessions, CSRF, security headers, events and session timelines.
+//! - [`admin`]: the admin panel: users (`createsuperuser`, argon2id), login,
+//!   sessions, CSRF, security headers; dashboard, events, sessions, errors with
+//!   replay, categories and schemas, applications, audit log.
 //! - [`commands`]: what each subcommand of the `the-eye` binary does.
 
 pub mod admin;

@@ -6,7 +6,9 @@
 mod helpers;
 
 mod admin;
+mod admin_browser;
 mod admin_pages;
+mod browser;
 mod collector;
 mod crash;
 mod procs;
