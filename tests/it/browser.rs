@@ -74,6 +74,16 @@ impl Browser {
 
     /// Waits until the browser is at a URL whose path starts with `prefix`.
     pub async fn wait_path(&self, prefix: &str) -> String {
+        self.wait_until(prefix, |path| path.starts_with(prefix)).await
+    }
+
+    /// Waits until the browser is at exactly this path (query aside).
+    pub async fn wait_at(&self, exact: &str) -> String {
+        self.wait_until(exact, |path| path.split('?').next() == Some(exact)).await
+    }
+
+    /// Waits until the page is loaded at a path (with its query) that `ok` accepts.
+    pub async fn wait_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let url = self.client.current_url().await.unwrap();
@@ -81,12 +91,22 @@ impl Browser {
                 Some(q) => format!("{}?{q}", url.path()),
                 None => url.path().to_string(),
             };
-            if path.starts_with(prefix) && self.ready().await {
+            if ok(&path) && self.ready().await {
                 return path;
             }
-            assert!(tokio::time::Instant::now() < deadline, "still at {path}, waiting for {prefix}");
+            assert!(tokio::time::Instant::now() < deadline, "still at {path}, waiting for {what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits for an element to appear (a page reloaded at the same URL).
+    pub async fn wait_for(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
     }
 
     async fn ready(&self) -> bool {
