@@ -225,6 +225,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(api::health::readyz))
         .merge(api::routes(state.clone()))
         .merge(admin::web::routes(state.clone()))
+        .merge(crate::website::routes())
         .fallback(http_error::not_found)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check))

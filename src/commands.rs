@@ -33,15 +33,23 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Creates the `demo` application on first start, for the demo website and the
 /// README's example, with the server's own origins; logs its key.
 async fn ensure_demo_application(settings: &Settings, store: &dyn store::Store) -> anyhow::Result<()> {
-    if store.applications().await?.iter().any(|a| a.name == "demo") {
-        return Ok(());
-    }
     let port = settings.listen.port();
     let mut origins = vec![format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")];
     if !settings.listen.ip().is_loopback() && !settings.listen.ip().is_unspecified() {
         origins.push(format!("http://{}", settings.listen));
     }
-    let app = Application { name: "demo".into(), key: new_key(), origins, active: true };
+    let name = crate::website::DEMO_APP;
+    if let Some(demo) = store.applications().await?.into_iter().find(|a| a.name == name) {
+        // Served on another port since: the demo website must keep working there.
+        let missing: Vec<String> = origins.into_iter().filter(|o| !demo.origins.contains(o)).collect();
+        if !missing.is_empty() && !demo.origins.is_empty() {
+            let all: Vec<String> = demo.origins.iter().cloned().chain(missing).collect();
+            store.set_application_origins(name, &all).await?;
+            tracing::info!(origins = %all.join(" "), "the demo application may now send from this server's origins too");
+        }
+        return Ok(());
+    }
+    let app = Application { name: name.into(), key: new_key(), origins, active: true };
     store.create_application(&app).await?;
     tracing::info!(
         key = %app.key,

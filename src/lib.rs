@@ -31,6 +31,8 @@
 //! - [`admin`]: the admin panel: users (`createsuperuser`, argon2id), login,
 //!   sessions, CSRF, security headers; dashboard, events, sessions, errors with
 //!   replay, categories and schemas, applications, audit log.
+//! - [`website`]: the browser tracker `/static/eye.js` and the demo website
+//!   `/website/` that uses it.
 //! - [`commands`]: what each subcommand of the `the-eye` binary does.
 
 pub mod admin;
@@ -45,4 +47,5 @@ pub mod ingest;
 pub mod queue;
 pub mod store;
 pub mod telemetry;
+pub mod website;
 pub mod worker;

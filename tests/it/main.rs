@@ -17,5 +17,6 @@ mod read_api;
 mod restart;
 mod scale;
 mod store_contract;
+mod tracker;
 mod trust;
 mod worker;

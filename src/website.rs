@@ -1,0 +1,121 @@
+//! The tracker script and the demo website.
+//!
+//! - `/static/eye.js`: the browser tracker (`static/eye.js`, hand-written),
+//!   served gzipped when the browser accepts it, cacheable for five minutes.
+//! - `/website/`: a small demo site that uses only the tracker: a home page
+//!   with a banner (a click event), a form at `/website/form/` (a submit
+//!   event), then a thank-you page. Its pages carry the key of the `demo`
+//!   application, which `serve` creates for its own origins at first start.
+
+use std::sync::LazyLock;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{extract::State, Router};
+use tower_http::compression::CompressionLayer;
+
+use crate::app::AppState;
+
+/// The application whose key the demo website's pages carry.
+pub const DEMO_APP: &str = "demo";
+
+static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+    let mut env = minijinja::Environment::new();
+    for (name, source) in [
+        ("website/base.html", include_str!("../templates/website/base.html")),
+        ("website/home.html", include_str!("../templates/website/home.html")),
+        ("website/form.html", include_str!("../templates/website/form.html")),
+        ("website/thanks.html", include_str!("../templates/website/thanks.html")),
+    ] {
+        if let Err(e) = env.add_template(name, source) {
+            tracing::error!(template = name, error = %e, "website template does not compile");
+        }
+    }
+    env
+});
+
+/// The tracker and website routes.
+pub fn routes() -> Router<AppState> {
+    let assets = Router::new()
+        .route("/static/eye.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../static/eye.js"))))
+        .route("/website/site.css", get(|| asset("text/css; charset=utf-8", include_str!("../static/website/site.css"))))
+        .route(
+            "/website/banner.svg",
+            get(|| asset("image/svg+xml", include_str!("../static/website/banner.svg"))),
+        )
+        .layer(CompressionLayer::new());
+    Router::new()
+        .route("/website", get(|| async { axum::response::Redirect::permanent("/website/") }))
+        .route("/website/", get(home))
+        .route("/website/form/", get(form).post(thanks))
+        .merge(assets)
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The demo application's key, if it exists and is active.
+async fn demo_key(state: &AppState) -> Option<String> {
+    match state.store.applications().await {
+        Ok(apps) => apps.into_iter().find(|a| a.name == DEMO_APP && a.active).map(|a| a.key),
+        Err(e) => {
+            tracing::warn!(error = %e, "the demo website cannot read its application");
+            None
+        }
+    }
+}
+
+async fn render(state: &AppState, name: &str) -> Response {
+    let key = demo_key(state).await;
+    match TEMPLATES.get_template(name).and_then(|t| t.render(minijinja::context! { key })) {
+        Ok(html) => {
+            let mut response = Html(html).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+                ),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "website template failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn home(State(state): State<AppState>) -> Response {
+    render(&state, "website/home.html").await
+}
+
+async fn form(State(state): State<AppState>) -> Response {
+    render(&state, "website/form.html").await
+}
+
+/// The form's target: the demo keeps nothing; the tracker already sent the event.
+async fn thanks(State(state): State<AppState>) -> Response {
+    render(&state, "website/thanks.html").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        for name in ["website/base.html", "website/home.html", "website/form.html", "website/thanks.html"] {
+            assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
+        }
+    }
+}
