@@ -39,11 +39,11 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
 pub fn routes() -> Router<AppState> {
     let assets = Router::new()
         .route("/static/eye.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../static/eye.js"))))
-        .route("/website/site.css", get(|| asset("text/css; charset=utf-8", include_str!("../static/website/site.css"))))
         .route(
-            "/website/banner.svg",
-            get(|| asset("image/svg+xml", include_str!("../static/website/banner.svg"))),
+            "/website/site.css",
+            get(|| asset("text/css; charset=utf-8", include_str!("../static/website/site.css"))),
         )
+        .route("/website/banner.svg", get(|| asset("image/svg+xml", include_str!("../static/website/banner.svg"))))
         .layer(CompressionLayer::new());
     Router::new()
         .route("/website", get(|| async { axum::response::Redirect::permanent("/website/") }))

@@ -19,4 +19,5 @@ mod scale;
 mod store_contract;
 mod tracker;
 mod trust;
+mod website;
 mod worker;
