@@ -10,13 +10,17 @@ WORKDIR /src
 # would make rustup fetch extra components.
 COPY Cargo.toml Cargo.lock ./
 COPY bench/Cargo.toml bench/Cargo.toml
-RUN mkdir -p src bench/src/bin \
-    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+COPY client/Cargo.toml client/Cargo.toml
+RUN mkdir -p src bench/src/bin client/src \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs client/src/lib.rs \
     && for b in loadgen ceiling insertbench; do echo 'fn main() {}' > bench/src/bin/$b.rs; done \
     && cargo build --release --locked -p the-eye \
-    && rm -rf src bench/src
+    && rm -rf src bench/src client/src
 COPY src src
 COPY migrations migrations
+# The binary embeds its templates, the admin's CSS, the tracker and the demo site.
+COPY templates templates
+COPY static static
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p the-eye
 
 FROM debian:bookworm-slim AS runtime

@@ -9,6 +9,7 @@ mod admin;
 mod admin_browser;
 mod admin_pages;
 mod browser;
+mod client;
 mod collector;
 mod crash;
 mod procs;
