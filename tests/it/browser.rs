@@ -23,6 +23,9 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium, or `None` (SKIPPED) without one.
     pub async fn start(test: &str) -> Option<Self> {
         let chromium = service_url("THE_EYE_TEST_CHROMIUM", test)?;
+        // Two rustls crypto providers are linked into the tests (fantoccini's
+        // and reqwest's); name one, or rustls refuses to choose.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let driver_bin = std::env::var("THE_EYE_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(&driver_bin)
