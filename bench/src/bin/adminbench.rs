@@ -1,0 +1,110 @@
+//! How long the admin panel's heaviest reads take on a big store: the
+//! dashboard's activity counts and totals (hour, day, week), the newest
+//! events, a search, and error filters. Fills a fresh store with `EVENTS`
+//! events (default 1,000,000) spread over the last seven days in five
+//! categories, and `EVENTS / 100` errors, through `Store::write`.
+//!
+//! `cargo run --release -p the-eye-bench --bin adminbench`
+//! `EVENTS=1000000 PG_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p the-eye-bench --bin adminbench`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use the_eye::domain::{Reason, Timestamp, ValidEvent};
+use the_eye::store::{self, ErrorQuery, EventQuery, NewEvent, NewEventError, Store, WriteBatch};
+
+const CATEGORIES: [&str; 5] = ["page interaction", "form interaction", "checkout", "search", "video"];
+
+async fn fill(store: &dyn Store, events: usize) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let week_ms = 7 * 24 * 3600 * 1000;
+    let start = Instant::now();
+    for chunk in 0..events.div_ceil(1000) {
+        let mut batch = WriteBatch::default();
+        for i in 0..1000.min(events - chunk * 1000) {
+            let n = chunk * 1000 + i;
+            let at = now - Duration::milliseconds((n as i64 * 7919) % week_ms);
+            let category = CATEGORIES[n % CATEGORIES.len()];
+            let data = serde_json::json!({"host": "bench.example", "path": format!("/p/{}", n % 10_000)});
+            batch.events.push(NewEvent {
+                event: ValidEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    session_id: format!("session-{}", n % 50_000),
+                    category: category.into(),
+                    name: "pageview".into(),
+                    data: data.as_object().cloned().unwrap_or_default(),
+                    timestamp: Timestamp::from(at),
+                },
+                received_at: at,
+                application: Some("bench".into()),
+            });
+            if n % 100 == 0 {
+                batch.errors.push(NewEventError {
+                    event_id: uuid::Uuid::now_v7(),
+                    raw: format!(r#"{{"category": "{category}x", "name": "pageview"}}"#),
+                    reasons: vec![Reason::new("category", "unknown_category", "no such category")],
+                    received_at: at,
+                    application: Some("bench".into()),
+                });
+            }
+        }
+        store.write(&batch).await?;
+    }
+    println!("filled {events} events in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn time<T>(what: &str, f: impl std::future::Future<Output = Result<T, store::StoreError>>) -> anyhow::Result<T> {
+    let start = Instant::now();
+    let out = f.await?;
+    println!("{what:<40} {:>9.1} ms", start.elapsed().as_secs_f64() * 1000.0);
+    Ok(out)
+}
+
+async fn measure(store: Arc<dyn Store>) -> anyhow::Result<()> {
+    let now = Utc::now();
+    for (name, secs, buckets) in [("hour", 300, 12), ("day", 3600, 24), ("week", 6 * 3600, 28)] {
+        let since = now - Duration::seconds(secs * buckets);
+        time(&format!("dashboard activity, last {name}"), store.activity(since, secs, buckets)).await?;
+        time(&format!("dashboard totals, last {name}"), store.totals(since)).await?;
+    }
+    let newest = EventQuery { limit: 50, ..Default::default() };
+    time("events page (newest 50)", store.events(&newest)).await?;
+    let session = EventQuery { session_id: Some("session-123".into()), limit: 50, ..Default::default() };
+    time("a session's events", store.events(&session)).await?;
+    let search = EventQuery { search: Some("/p/9999\"".into()), limit: 50, ..Default::default() };
+    time("search in data, 50 hits", store.events(&search)).await?;
+    let rare = EventQuery { search: Some("no such text".into()), limit: 50, ..Default::default() };
+    time("search in data, no hit (full scan)", store.events(&rare)).await?;
+    let day = EventQuery { search: Some("no such text".into()), from: Some(Timestamp::from(now - Duration::days(1))), limit: 50, ..Default::default() };
+    time("search, no hit, last day only", store.events(&day)).await?;
+    let by_category = ErrorQuery { category: Some("checkoutx".into()), limit: 50, ..Default::default() };
+    time("errors by category (newest 50)", store.errors(&by_category)).await?;
+    let by_reason = ErrorQuery { reason: Some("unknown_category".into()), limit: 50, ..Default::default() };
+    time("errors by reason (newest 50)", store.errors(&by_reason)).await?;
+    let none = ErrorQuery { reason: Some("schema".into()), limit: 50, ..Default::default() };
+    time("errors by a reason none has (full scan)", store.errors(&none)).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let events: usize = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("the-eye-adminbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sqlite = store::open(&format!("sqlite://{}", dir.join("eye.db").display())).await?;
+    sqlite.migrate().await?;
+    println!("== SQLite");
+    fill(sqlite.as_ref(), events).await?;
+    measure(sqlite).await?;
+    if let Ok(url) = std::env::var("PG_URL") {
+        let pg = store::open(&url).await?;
+        pg.migrate().await?;
+        println!("== PostgreSQL ({url}; the events table must be empty for fair numbers)");
+        fill(pg.as_ref(), events).await?;
+        measure(pg).await?;
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
