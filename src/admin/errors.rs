@@ -82,6 +82,7 @@ struct ListParams {
     failing: Option<u64>,
     deleted: Option<u64>,
     more_after: Option<i64>,
+    none_selected: Option<u8>,
 }
 
 /// Reason codes offered in the filter (any code can be typed).
@@ -138,6 +139,7 @@ async fn list(
         minijinja::context! {
             f => p.f, errors, next_url, error, known_reasons => KNOWN_REASONS,
             replayed => p.replayed, failing => p.failing, deleted => p.deleted, continue_after => continue_url,
+            none_selected => p.none_selected.is_some(),
         },
     )
 }
@@ -318,6 +320,8 @@ async fn replay_many(
             serde_json::to_string(&form.f).unwrap_or_default()
         );
         audit(&state, &session, "replay all matching", "event errors", detail).await;
+    } else if form.ids.is_empty() {
+        return Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response();
     } else {
         let found = match state
             .store
@@ -347,6 +351,9 @@ async fn delete_many(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
     let form = BulkForm::from_pairs(pairs);
+    if form.ids.is_empty() {
+        return Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response();
+    }
     let deleted = match state.store.delete_errors(&form.ids).await {
         Ok(n) => n,
         Err(e) => return unavailable(e),

@@ -220,6 +220,10 @@ async fn creating_the_missing_category_and_replaying_turns_errors_into_events_on
         assert_eq!(events.iter().filter(|e| e["event_id"] == id.as_str()).count(), 1, "kept event_id {id}, once");
     }
     assert!(app.errors().await.is_empty());
+    for action in ["/admin/errors/replay/", "/admin/errors/delete/"] {
+        let nothing = admin.post(&app, action, &[("category", "checkout")]).await;
+        assert!(location(&nothing).contains("none_selected=1"), "no rows ticked: {action} does nothing");
+    }
     let again = admin.post(&app, "/admin/errors/replay/", &filter).await;
     assert!(location(&again).contains("replayed=0"), "a second replay finds nothing to do");
     assert_eq!(app.events().await.len(), 3);

@@ -162,3 +162,37 @@ async fn a_collector_that_answers_503_once_gets_the_events_again_and_stores_them
     assert_eq!(events[0]["event_id"], after[0]["event_id"]);
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_demo_website_works_on_a_fresh_install_with_no_set_up() {
+    let Some(b) = Browser::start("browser: fresh install").await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let port = crate::procs::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let _eye = crate::procs::Eye::start(&["--data-dir", data, "--listen", &listen, "serve"], &[]).await;
+    // The server's own origins, as a visitor would type them.
+    for host in ["127.0.0.1", "localhost"] {
+        b.open(&format!("http://{host}:{port}/website/")).await;
+    }
+    let token = crate::procs::create_token(&["--data-dir", data]);
+    let client = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    crate::procs::eventually(30, "both pageviews are stored", || async {
+        crate::procs::count_events(&client, &base, &token).await == Some(2)
+    })
+    .await;
+    let page: Value = client
+        .get(format!("{base}/api/events?order=asc"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hosts: Vec<&str> =
+        page["events"].as_array().unwrap().iter().map(|e| e["data"]["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, [format!("127.0.0.1:{port}"), format!("localhost:{port}")]);
+    b.close().await;
+}

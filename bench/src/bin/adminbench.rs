@@ -77,7 +77,12 @@ async fn measure(store: Arc<dyn Store>) -> anyhow::Result<()> {
     time("search in data, 50 hits", store.events(&search)).await?;
     let rare = EventQuery { search: Some("no such text".into()), limit: 50, ..Default::default() };
     time("search in data, no hit (full scan)", store.events(&rare)).await?;
-    let day = EventQuery { search: Some("no such text".into()), from: Some(Timestamp::from(now - Duration::days(1))), limit: 50, ..Default::default() };
+    let day = EventQuery {
+        search: Some("no such text".into()),
+        from: Some(Timestamp::from(now - Duration::days(1))),
+        limit: 50,
+        ..Default::default()
+    };
     time("search, no hit, last day only", store.events(&day)).await?;
     let by_category = ErrorQuery { category: Some("checkoutx".into()), limit: 50, ..Default::default() };
     time("errors by category (newest 50)", store.errors(&by_category)).await?;
