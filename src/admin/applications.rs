@@ -121,11 +121,8 @@ async fn detail(
     Path(name): Path<String>,
     Query(p): Query<DetailParams>,
 ) -> Response {
-    match find(&state, &name).await {
-        Ok(Some(app)) => app_page(&session, &app, None, None, p.done, StatusCode::OK),
-        Ok(None) => not_found(),
-        Err(e) => unavailable(e),
-    }
+    let app = found!(find(&state, &name).await, not_found());
+    app_page(&session, &app, None, None, p.done, StatusCode::OK)
 }
 
 fn app_page(
@@ -157,11 +154,7 @@ async fn set_origins(
     Path(name): Path<String>,
     Form(form): Form<OriginsForm>,
 ) -> Response {
-    let app = match find(&state, &name).await {
-        Ok(Some(app)) => app,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let app = found!(find(&state, &name).await, not_found());
     let origins = match parse_origins(form.origins.lines()) {
         Ok(o) => o,
         Err(e) => {

@@ -125,11 +125,8 @@ async fn edit(
     Extension(session): Extension<AdminSession>,
     Path(id): Path<i64>,
 ) -> Response {
-    match find(&state, id).await {
-        Ok(Some(c)) => category_page(&session, &c, None, &TypeForm::default(), StatusCode::OK),
-        Ok(None) => not_found(),
-        Err(e) => unavailable(e),
-    }
+    let c = found!(find(&state, id).await, not_found());
+    category_page(&session, &c, None, &TypeForm::default(), StatusCode::OK)
 }
 
 fn category_page(
@@ -153,11 +150,7 @@ async fn update(
     Path(id): Path<i64>,
     Form(form): Form<CategoryForm>,
 ) -> Response {
-    let mut category = match find(&state, id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let mut category = found!(find(&state, id).await, not_found());
     let before = format!("active={} strict={}", category.active, category.strict);
     category.description = form.description.trim().to_string();
     category.active = form.active.is_some();
@@ -215,11 +208,7 @@ async fn edit_type(
     Extension(session): Extension<AdminSession>,
     Path((id, type_id)): Path<(i64, i64)>,
 ) -> Response {
-    let category = match find(&state, id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let category = found!(find(&state, id).await, not_found());
     let Some(t) = category.types.iter().find(|t| t.id == Some(type_id)) else { return not_found() };
     let form = TypeForm {
         name: t.name.clone(),
@@ -256,11 +245,7 @@ async fn handle_type(
     type_id: Option<i64>,
     form: TypeForm,
 ) -> Response {
-    let category = match find(state, id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let category = found!(find(state, id).await, not_found());
     let existing = type_id.and_then(|tid| category.types.iter().find(|t| t.id == Some(tid)).cloned());
     if type_id.is_some() && existing.is_none() {
         return not_found();

@@ -175,11 +175,8 @@ async fn detail(
     Path(id): Path<i64>,
     Query(p): Query<DetailParams>,
 ) -> Response {
-    match find(&state, id).await {
-        Ok(Some(e)) => render_detail(&session, &e, None, p.failing.is_some(), StatusCode::OK),
-        Ok(None) => not_found(),
-        Err(e) => unavailable(e),
-    }
+    let e = found!(find(&state, id).await, not_found());
+    render_detail(&session, &e, None, p.failing.is_some(), StatusCode::OK)
 }
 
 fn render_detail(
@@ -374,11 +371,7 @@ async fn replay_one(
     Path(id): Path<i64>,
     Form(form): Form<ReplayOneForm>,
 ) -> Response {
-    let error = match find(&state, id).await {
-        Ok(Some(e)) => e,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let error = found!(find(&state, id).await, not_found());
     // Browsers send textarea line breaks as CRLF.
     let payload = form.payload.map(|p| p.replace("\r\n", "\n"));
     if let Some(p) = payload.as_deref() {
@@ -414,11 +407,7 @@ async fn delete_one(
     Extension(session): Extension<AdminSession>,
     Path(id): Path<i64>,
 ) -> Response {
-    let error = match find(&state, id).await {
-        Ok(Some(e)) => e,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let error = found!(find(&state, id).await, not_found());
     match state.store.delete_errors(&[id]).await {
         Ok(_) => {
             audit(

@@ -111,11 +111,7 @@ async fn event_detail(
     Path(id): Path<String>,
 ) -> Response {
     let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
-    let event = match state.store.event(id).await {
-        Ok(Some(event)) => event,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let event = found!(state.store.event(id).await, not_found());
     let data = serde_json::from_str::<serde_json::Value>(event.data.get())
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| event.data.get().to_string());

@@ -12,6 +12,18 @@
 //! - `catalog`: categories and event types with JSON Schemas, with a preview.
 //! - `applications`: who may send: keys, origins, revocation.
 
+/// The row a lookup found; otherwise returns, from the handler, the page that
+/// says why not: `$missing` when there is no such row, 503 when the store failed.
+macro_rules! found {
+    ($lookup:expr, $missing:expr) => {
+        match $lookup {
+            Ok(Some(found)) => found,
+            Ok(None) => return $missing,
+            Err(e) => return $crate::admin::web::unavailable(e),
+        }
+    };
+}
+
 mod applications;
 mod catalog;
 mod dashboard;
