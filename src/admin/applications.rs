@@ -203,7 +203,7 @@ async fn revoke_form(Extension(session): Extension<AdminSession>, Path(name): Pa
     confirm(
         &session,
         "Revoke this application?",
-        &format!("Events sent with {name:?}'s key will be refused (403) until it is reactivated."),
+        &format!("Events sent with {name:?}'s key will be refused (401) until it is reactivated."),
         &format!("{url}revoke/"),
         &url,
     )
