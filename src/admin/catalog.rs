@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::web::{audit, message, page_with, unavailable};
 use crate::app::AppState;
 use crate::domain::catalog::compile_schema;
-use crate::domain::{Catalog, CategoryDef, EventTypeDef, Timestamp};
+use crate::domain::{Catalog, EventTypeDef, Timestamp};
 use crate::store::{AdminSession, Category, ErrorQuery, EventType, StoreError};
 use crate::worker::validate_json;
 
@@ -315,7 +315,6 @@ async fn preview(state: &AppState, category: &Category, proposed: &EventType) ->
         name: proposed.name.clone(),
         schema: proposed.schema.clone(),
     });
-    let categories: Vec<CategoryDef> = categories;
     let catalog = Catalog::new(categories, types).map_err(|e| StoreError::Setup(e.to_string()))?;
     let query = ErrorQuery { category: Some(category.name.clone()), limit: PREVIEW_ERRORS, ..Default::default() };
     let errors = state.store.errors(&query).await?.items;

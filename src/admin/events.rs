@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
-use super::web::{audit, confirm, message, page, percent_encode, unavailable};
+use super::web::{action_row, audit, confirm, message, page, percent_encode, pretty, unavailable};
 use crate::api::{event_cursor, next_cursor, time_param};
 use crate::app::AppState;
 use crate::domain::Timestamp;
@@ -112,17 +112,11 @@ async fn event_detail(
 ) -> Response {
     let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
     let event = found!(state.store.event(id).await, not_found());
-    let data = serde_json::from_str::<serde_json::Value>(event.data.get())
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| event.data.get().to_string());
+    let data = pretty(event.data.get());
     let history = match state.store.actions(Some(&id.to_string()), 20).await {
-        Ok(h) => h,
+        Ok(h) => h.iter().map(action_row).collect::<Vec<_>>(),
         Err(e) => return unavailable(e),
     };
-    let history: Vec<_> = history
-        .iter()
-        .map(|a| minijinja::context! { at => Timestamp::from(a.at).to_string(), username => a.username, action => a.action, detail => a.detail })
-        .collect();
     page(&session, "admin/event.html", minijinja::context! { e => event_row(&event), data, history })
 }
 

@@ -118,6 +118,21 @@ pub(super) async fn audit(state: &AppState, session: &AdminSession, action: &str
     }
 }
 
+/// JSON text pretty-printed for a page; anything else as it is.
+pub(super) fn pretty(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| text.to_string())
+}
+
+/// An audit-log entry as the pages show it.
+pub(super) fn action_row(a: &crate::store::AdminAction) -> minijinja::Value {
+    minijinja::context! {
+        at => crate::domain::Timestamp::from(a.at).to_string(),
+        username => a.username, action => a.action, object => a.object, detail => a.detail,
+    }
+}
+
 /// The answer when the store cannot be read or written.
 pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "admin page cannot reach the store");
@@ -502,15 +517,7 @@ async fn change_password(
 async fn audit_log(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
     match state.store.actions(None, 200).await {
         Ok(entries) => {
-            let entries: Vec<_> = entries
-                .iter()
-                .map(|a| {
-                    minijinja::context! {
-                        at => crate::domain::Timestamp::from(a.at).to_string(),
-                        username => a.username, action => a.action, object => a.object, detail => a.detail,
-                    }
-                })
-                .collect();
+            let entries: Vec<_> = entries.iter().map(action_row).collect();
             page(&session, "admin/log.html", minijinja::context! { entries })
         }
         Err(e) => unavailable(e),

@@ -507,20 +507,18 @@ impl Store for PostgresStore {
                     let reasons = serde_json::to_string(reasons).map_err(|e| StoreError::Rejected(e.to_string()))?;
                     let reasons = without_nul(&reasons);
                     let query = match &r.edited_raw {
-                        None => sqlx::query("UPDATE event_errors SET reasons = $1::jsonb WHERE id = $2").bind(reasons),
-                        Some(_) => sqlx::query(
+                        None => sqlx::query("UPDATE event_errors SET reasons = $1::jsonb WHERE id = $2")
+                            .bind(reasons)
+                            .bind(r.error_id),
+                        Some(raw) => sqlx::query(
                             "UPDATE event_errors SET reasons = $1::jsonb, original_raw = coalesce(original_raw, raw),
                                  raw = $3, category = $4, edited_by = $5, edited_at = now() WHERE id = $2",
                         )
-                        .bind(reasons),
-                    };
-                    let query = query.bind(r.error_id);
-                    let query = match &r.edited_raw {
-                        None => query,
-                        Some(raw) => query
-                            .bind(without_nul(raw))
-                            .bind(super::category_of(raw).map(|c| without_nul(&c)))
-                            .bind(username.to_string()),
+                        .bind(reasons)
+                        .bind(r.error_id)
+                        .bind(without_nul(raw))
+                        .bind(super::category_of(raw).map(|c| without_nul(&c)))
+                        .bind(username.to_string()),
                     };
                     query.execute(&mut *tx).await.map_err(classify)?;
                 }
