@@ -15,7 +15,7 @@ use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
 use super::events::text;
-use super::web::{audit, confirm, message, page, page_with, unavailable};
+use super::web::{audit, confirm, message, page, page_with, pretty, unavailable};
 use crate::api::time_param;
 use crate::app::AppState;
 use crate::domain::{Catalog, Timestamp};
@@ -157,12 +157,6 @@ async fn find(state: &AppState, id: i64) -> Result<Option<StoredError>, StoreErr
     Ok(found.items.into_iter().next())
 }
 
-fn pretty(raw: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(raw)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| raw.to_string())
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DetailParams {
@@ -205,7 +199,8 @@ fn render_detail(
     )
 }
 
-/// Replays errors against the catalog as it is now, in one store transaction.
+/// Replays errors against the catalog as it is now, in one store transaction;
+/// `edited` replaces the payload (the admin's edit of the one error replayed).
 /// Returns (turned into events, still failing).
 async fn replay(
     state: &AppState,
@@ -223,7 +218,7 @@ async fn replay(
     let replays: Vec<Replay> = errors
         .iter()
         .map(|e| {
-            let edited_raw = edited.filter(|p| *p != e.raw && *p != pretty(&e.raw)).map(str::to_string);
+            let edited_raw = edited.map(str::to_string);
             let json = edited_raw.as_deref().unwrap_or(&e.raw);
             // Judged as of its arrival, as the worker judged it then.
             let outcome =
@@ -239,10 +234,6 @@ async fn replay(
         let result = if r.outcome.is_ok() { "now an event" } else { "still failing" };
         let detail = serde_json::json!({"result": result, "before": before, "after": r.edited_raw}).to_string();
         audit(state, session, "replay edited payload", &object, detail).await;
-    }
-    if errors.len() == 1 && edited.is_none() {
-        let result = if failing == 0 { "now an event" } else { "still failing" };
-        audit(state, session, "replay", &errors[0].event_id.to_string(), result.into()).await;
     }
     Ok((replayed, failing))
 }
@@ -332,10 +323,8 @@ async fn replay_many(
             Ok((r, f)) => (replayed, failing) = (r, f),
             Err(e) => return unavailable(e),
         }
-        if found.items.len() > 1 {
-            let detail = format!("{} selected: {replayed} replayed, {failing} still failing", found.items.len());
-            audit(&state, &session, "replay selected", "event errors", detail).await;
-        }
+        let detail = format!("{} selected: {replayed} replayed, {failing} still failing", found.items.len());
+        audit(&state, &session, "replay selected", "event errors", detail).await;
     }
     let mut extra = vec![("replayed", replayed.to_string()), ("failing", failing.to_string())];
     extra.extend(more_after.map(|id| ("more_after", id.to_string())));
@@ -372,9 +361,10 @@ async fn replay_one(
     Form(form): Form<ReplayOneForm>,
 ) -> Response {
     let error = found!(find(&state, id).await, not_found());
-    // Browsers send textarea line breaks as CRLF.
-    let payload = form.payload.map(|p| p.replace("\r\n", "\n"));
-    if let Some(p) = payload.as_deref() {
+    // Browsers send textarea line breaks as CRLF. The payload as shown, sent
+    // back unchanged, is no edit.
+    let edited = form.payload.map(|p| p.replace("\r\n", "\n")).filter(|p| *p != error.raw && *p != pretty(&error.raw));
+    if let Some(p) = edited.as_deref() {
         if let Err(e) = serde_json::from_str::<serde_json::Value>(p) {
             let mut shown = error.clone();
             shown.reasons = vec![crate::domain::Reason::new(
@@ -385,7 +375,13 @@ async fn replay_one(
             return render_detail(&session, &shown, Some(p), true, StatusCode::BAD_REQUEST);
         }
     }
-    match replay(&state, &session, std::slice::from_ref(&error), payload.as_deref()).await {
+    let outcome = replay(&state, &session, std::slice::from_ref(&error), edited.as_deref()).await;
+    if let (Ok((replayed, _)), None) = (&outcome, &edited) {
+        // An edited replay is in the log already, with the payload before and after.
+        let result = if *replayed == 1 { "now an event" } else { "still failing" };
+        audit(&state, &session, "replay", &error.event_id.to_string(), result.into()).await;
+    }
+    match outcome {
         Ok((1, _)) => Redirect::to(&format!("/admin/events/{}/", error.event_id)).into_response(),
         Ok(_) => Redirect::to(&format!("/admin/errors/{id}/?failing=1")).into_response(),
         Err(e) => unavailable(e),

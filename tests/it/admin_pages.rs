@@ -35,6 +35,19 @@ impl Admin {
     }
 }
 
+/// The text of the page's payload textarea, unescaped as a browser would.
+fn hidden_textarea(html: &str) -> String {
+    let start = html.find("<textarea name=\"payload\"").unwrap();
+    let body = &html[start..];
+    let text = &body[body.find('>').unwrap() + 1..body.find("</textarea>").unwrap()];
+    text.replace("&quot;", "\"")
+        .replace("&#x2f;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
 fn location(r: &reqwest::Response) -> String {
     r.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
 }
@@ -242,6 +255,15 @@ async fn an_edited_payload_is_replayed_and_recorded() {
             .id;
     let (_, detail) = admin.get(&app, &format!("/admin/errors/{error_id}/")).await;
     assert!(detail.contains("unknown_category") && detail.contains("page interactoin"));
+
+    // Replayed as shown (the page's pretty-printed payload, CRLF line breaks as a
+    // browser sends them): no edit, still failing, and in the audit log.
+    let shown = hidden_textarea(&detail).replace('\n', "\r\n");
+    let r = admin.post(&app, &format!("/admin/errors/{error_id}/replay/"), &[("payload", &shown)]).await;
+    assert_eq!(location(&r), format!("/admin/errors/{error_id}/?failing=1"));
+    let (_, log) = admin.get(&app, "/admin/log/").await;
+    assert!(log.contains("<td>replay</td>") && log.contains("still failing"), "{log}");
+    assert!(!log.contains("replay edited payload"), "an unchanged payload is no edit");
 
     // Not JSON: explained, nothing replayed.
     let r = admin.post(&app, &format!("/admin/errors/{error_id}/replay/"), &[("payload", "{oops")]).await;
