@@ -72,7 +72,7 @@ impl App {
         store.migrate().await?;
         let queue = open_queue(&settings).await?;
         let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(settings.catalog_refresh_secs)));
-        let worker = Worker::new(queue.clone(), store.clone(), catalog, clock.clone(), &settings);
+        let worker = Worker::new(queue.clone(), store.clone(), catalog, &settings);
         // Both were checked when the settings were loaded; Settings built in code get the same check here.
         let allowed_hosts = AllowedHosts::parse(&settings.allowed_hosts).map_err(anyhow::Error::msg)?;
         let app_rate = rate::Rate::parse(&settings.rate_limit_app).map_err(anyhow::Error::msg)?;

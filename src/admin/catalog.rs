@@ -322,8 +322,7 @@ async fn preview(state: &AppState, category: &Category, proposed: &EventType) ->
     let mut accepted = Vec::new();
     let mut still = 0;
     for e in &errors {
-        let ok =
-            validate_json(&e.raw, (e.event_id, e.received_at, &e.application), e.received_at, &catalog, &rules).is_ok();
+        let ok = validate_json(&e.raw, (e.event_id, e.received_at, &e.application), &catalog, &rules).is_ok();
         if ok {
             let codes: Vec<&str> = e.reasons.iter().map(|r| r.code.as_str()).collect();
             accepted.push(minijinja::context! {

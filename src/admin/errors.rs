@@ -221,8 +221,7 @@ async fn replay(
             let edited_raw = edited.map(str::to_string);
             let json = edited_raw.as_deref().unwrap_or(&e.raw);
             // Judged as of its arrival, as the worker judged it then.
-            let outcome =
-                validate_json(json, (e.event_id, e.received_at, &e.application), e.received_at, &catalog, &rules);
+            let outcome = validate_json(json, (e.event_id, e.received_at, &e.application), &catalog, &rules);
             Replay { error_id: e.id, edited_raw, outcome }
         })
         .collect();

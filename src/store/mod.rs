@@ -47,11 +47,17 @@ pub struct NewEventError {
 }
 
 /// What a worker writes in one transaction.
+///
+/// Every `event_id` ends as exactly one event *or* one event error. A second
+/// payload with a stored id is a duplicate and is skipped, with one exception:
+/// a valid payload replaces an event error with its id (a client that fixed
+/// its payload and resent it with the same id, or a replay), as an admin's
+/// replay does. So an error never stands beside an event with its id.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
-    /// Valid events; duplicates of stored `event_id`s are skipped.
+    /// Valid events; duplicates of stored events are skipped, errors with their ids removed.
     pub events: Vec<NewEvent>,
-    /// Event errors; duplicates of stored `event_id`s are skipped.
+    /// Event errors; skipped when their `event_id` is already an event or an error.
     pub errors: Vec<NewEventError>,
 }
 

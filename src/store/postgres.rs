@@ -152,6 +152,14 @@ async fn write_in(tx: &mut sqlx::PgConnection, batch: &WriteBatch) -> Result<(),
         .await
         .map_err(classify)?;
     }
+    let event_ids: Vec<Uuid> = batch.events.iter().map(|e| e.event.event_id).collect();
+    if !event_ids.is_empty() {
+        sqlx::query("DELETE FROM event_errors WHERE event_id = ANY($1)")
+            .bind(&event_ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
     if !batch.errors.is_empty() {
         let ids: Vec<Uuid> = batch.errors.iter().map(|e| e.event_id).collect();
         let raws: Vec<String> = batch.errors.iter().map(|e| without_nul(&e.raw)).collect();
@@ -176,6 +184,7 @@ async fn write_in(tx: &mut sqlx::PgConnection, batch: &WriteBatch) -> Result<(),
                  SELECT u.event_id, u.raw, u.reasons::jsonb, u.received_at, u.app, u.category
                  FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
                      AS u (event_id, raw, reasons, received_at, app, category)
+                 WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = u.event_id)
                  ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(ids)
@@ -238,7 +247,24 @@ impl Store for PostgresStore {
         }
         let mut tx = self.pool.begin().await.map_err(classify)?;
         write_in(&mut tx, batch).await?;
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        // Two workers may commit an event and an error with one id at the same
+        // moment, each unable to see the other's uncommitted row. Whichever
+        // commits second sees the first here, so running this after every
+        // commit leaves the event alone, as the rule says. A crash before it
+        // runs leaves the batch unacknowledged: the redelivered write removes
+        // the error inside its own transaction.
+        let ids: Vec<Uuid> =
+            batch.events.iter().map(|e| e.event.event_id).chain(batch.errors.iter().map(|e| e.event_id)).collect();
+        sqlx::query(
+            "DELETE FROM event_errors e WHERE e.event_id = ANY($1)
+                 AND EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id)",
+        )
+        .bind(&ids)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
     }
 
     async fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError> {

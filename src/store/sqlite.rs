@@ -125,6 +125,11 @@ impl SqliteStore {
 }
 
 /// Inserts a batch inside a transaction of the caller's.
+///
+/// One `event_id` ends as exactly one event or one event error, never both
+/// (see [`super::WriteBatch`]): a valid payload replaces an error with its id,
+/// and an invalid payload whose id is already an event is a duplicate. SQLite
+/// has one writer, so checking inside the transaction is exact.
 async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), StoreError> {
     let created_at = now_micros();
     // Multi-row VALUES in chunks of a fixed size: full chunks share one SQL
@@ -149,10 +154,19 @@ async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result
         });
         qb.push(" ON CONFLICT (event_id) DO NOTHING");
         qb.build().execute(&mut *tx).await.map_err(classify)?;
+
+        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM event_errors WHERE event_id IN (");
+        let mut ids = qb.separated(", ");
+        for e in chunk {
+            ids.push_bind(e.event.event_id.as_bytes().to_vec());
+        }
+        qb.push(")");
+        qb.build().execute(&mut *tx).await.map_err(classify)?;
     }
     for chunk in batch.errors.chunks(INSERT_CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application, category) ",
+            "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application, category) \
+             SELECT column1, column2, column3, column4, column5, column6, column7 FROM (",
         );
         qb.push_values(chunk, |mut row, e| {
             row.push_bind(e.event_id.as_bytes().to_vec())
@@ -163,6 +177,7 @@ async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result
                 .push_bind(e.application.as_deref())
                 .push_bind(e.category());
         });
+        qb.push(") WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.event_id = column1)");
         qb.push(" ON CONFLICT (event_id) DO NOTHING");
         qb.build().execute(&mut *tx).await.map_err(classify)?;
     }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub use catalog_cache::CatalogCache;
 
 use crate::config::Settings;
-use crate::domain::{self, Catalog, Clock, Reason, Rules};
+use crate::domain::{self, Catalog, Reason, Rules};
 use crate::queue::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
 use crate::store::{NewEvent, NewEventError, Store, StoreError, WriteBatch};
 
@@ -39,7 +39,6 @@ pub struct Worker {
     queue: Arc<dyn Queue>,
     store: Arc<dyn Store>,
     catalog: Arc<CatalogCache>,
-    clock: Arc<dyn Clock>,
     rules: Rules,
     batch_size: usize,
     /// How long a worker waits for a partial batch to fill (see [`Worker::step`]).
@@ -81,18 +80,11 @@ struct Item {
 
 impl Worker {
     /// A worker over these backends with the settings' limits.
-    pub fn new(
-        queue: Arc<dyn Queue>,
-        store: Arc<dyn Store>,
-        catalog: Arc<CatalogCache>,
-        clock: Arc<dyn Clock>,
-        settings: &Settings,
-    ) -> Self {
+    pub fn new(queue: Arc<dyn Queue>, store: Arc<dyn Store>, catalog: Arc<CatalogCache>, settings: &Settings) -> Self {
         Self {
             queue,
             store,
             catalog,
-            clock,
             rules: settings.rules(),
             batch_size: settings.worker_batch_size,
             linger: Duration::from_millis(settings.worker_linger_ms),
@@ -163,8 +155,7 @@ impl Worker {
         if claimed == 0 {
             return Ok(0);
         }
-        let now = self.clock.now();
-        let mut items: Vec<Item> = deliveries.into_iter().map(|d| self.process(d, &catalog, now)).collect();
+        let mut items: Vec<Item> = deliveries.into_iter().map(|d| self.process(d, &catalog)).collect();
 
         let mut backoff = Backoff::default();
         loop {
@@ -193,7 +184,7 @@ impl Worker {
         Ok(claimed)
     }
 
-    fn process(&self, d: Delivery, catalog: &Catalog, now: chrono::DateTime<chrono::Utc>) -> Item {
+    fn process(&self, d: Delivery, catalog: &Catalog) -> Item {
         let Envelope { event_id, received_at, application, body } = d.envelope;
         let raw = match &body {
             Body::Event(json) => json.clone(),
@@ -213,7 +204,7 @@ impl Worker {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &body {
             Body::Rejected { reason, .. } => error(vec![reason.clone()]),
             Body::Event(json) => {
-                match validate_json(json, (event_id, received_at, &application), now, catalog, &self.rules) {
+                match validate_json(json, (event_id, received_at, &application), catalog, &self.rules) {
                     Ok(event) => Outcome::Event(event),
                     Err(reasons) => error(reasons),
                 }
@@ -287,16 +278,19 @@ impl Worker {
 /// Validates one payload, given as JSON text, the way every new event is: the
 /// workers use it, and so does replaying event errors from the admin panel.
 /// `entry` is the event id, the time received and the sending application.
+///
+/// Time rules (the clock skew) are judged as of `received_at`, never as of
+/// processing: an event waiting in a backlog, or replayed a week later, gets
+/// the verdict it would have had the moment it arrived.
 pub fn validate_json(
     json: &str,
     entry: (uuid::Uuid, chrono::DateTime<chrono::Utc>, &Option<String>),
-    now: chrono::DateTime<chrono::Utc>,
     catalog: &Catalog,
     rules: &Rules,
 ) -> Result<NewEvent, Vec<Reason>> {
     let (event_id, received_at, application) = entry;
     let value = serde_json::from_str(json).map_err(|e| vec![Reason::new("body", "invalid_json", e.to_string())])?;
-    let event = domain::validate(&value, event_id, now, catalog, rules)?;
+    let event = domain::validate(&value, event_id, received_at, catalog, rules)?;
     Ok(NewEvent { event, received_at, application: application.clone() })
 }
 

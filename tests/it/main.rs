@@ -15,6 +15,7 @@ mod crash;
 mod procs;
 mod queue_contract;
 mod read_api;
+mod reliability;
 mod restart;
 mod scale;
 mod store_contract;

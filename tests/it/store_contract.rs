@@ -334,6 +334,77 @@ pub async fn the_audit_log_and_password_changes_are_kept(h: &impl Harness) {
     assert_eq!(store.actions(None, 10).await.unwrap(), [entry("b"), entry("a")], "newest first");
 }
 
+/// Every event id ends as one event or one error, never both: in one batch,
+/// in two batches either way round, and when the write is repeated.
+pub async fn an_event_id_is_an_event_or_an_error_never_both(h: &impl Harness) {
+    let store = h.open().await;
+    let errors = |store: Arc<dyn Store>| async move {
+        store.errors(&ErrorQuery { limit: 100, ..Default::default() }).await.unwrap().items
+    };
+    // One batch holding both: the event wins.
+    let both = event("same-batch", 1);
+    let mut err = error();
+    err.event_id = both.event.event_id;
+    store.write(&WriteBatch { events: vec![both.clone()], errors: vec![err.clone()] }).await.unwrap();
+    store.write(&WriteBatch { events: vec![both.clone()], errors: vec![err.clone()] }).await.unwrap();
+    assert!(store.event(both.event.event_id).await.unwrap().is_some());
+    assert!(errors(store.clone()).await.is_empty());
+
+    // An event first: a later invalid payload with its id is a duplicate.
+    let first = event("event-first", 2);
+    store.write(&WriteBatch { events: vec![first.clone()], errors: vec![] }).await.unwrap();
+    let mut late = error();
+    late.event_id = first.event.event_id;
+    store.write(&WriteBatch { events: vec![], errors: vec![late] }).await.unwrap();
+    assert!(errors(store.clone()).await.is_empty());
+
+    // An error first: the corrected payload resent with its id replaces it.
+    let fixed = event("error-first", 3);
+    let mut bad = error();
+    bad.event_id = fixed.event.event_id;
+    store.write(&WriteBatch { events: vec![], errors: vec![bad] }).await.unwrap();
+    assert_eq!(errors(store.clone()).await.len(), 1);
+    store.write(&WriteBatch { events: vec![fixed.clone()], errors: vec![] }).await.unwrap();
+    assert!(errors(store.clone()).await.is_empty());
+    assert_eq!(store.events(&query(100)).await.unwrap().items.len(), 3);
+}
+
+/// The same rule when an event and an error with one id are written at the
+/// same moment by two writers (two workers of the scaled deployment).
+pub async fn concurrent_writers_leave_one_outcome_per_event_id(h: &impl Harness) {
+    let store = h.open().await;
+    let pairs: Vec<(NewEvent, NewEventError)> = (0..200)
+        .map(|i| {
+            let e = event("race", i);
+            let mut err = error();
+            err.event_id = e.event.event_id;
+            (e, err)
+        })
+        .collect();
+    let events = WriteBatch { events: pairs.iter().map(|p| p.0.clone()).collect(), errors: vec![] };
+    let errors = WriteBatch { events: vec![], errors: pairs.iter().map(|p| p.1.clone()).collect() };
+    for round in 0..5 {
+        // Small batches interleave the two writers' transactions.
+        let (a, b) = (store.clone(), store.clone());
+        let (ev, er) = (events.clone(), errors.clone());
+        let one = tokio::spawn(async move {
+            for chunk in ev.events.chunks(10) {
+                a.write(&WriteBatch { events: chunk.to_vec(), errors: vec![] }).await.unwrap();
+            }
+        });
+        let two = tokio::spawn(async move {
+            for chunk in er.errors.chunks(10) {
+                b.write(&WriteBatch { events: vec![], errors: chunk.to_vec() }).await.unwrap();
+            }
+        });
+        one.await.unwrap();
+        two.await.unwrap();
+        let stored = store.errors(&ErrorQuery { limit: 1000, ..Default::default() }).await.unwrap().items;
+        assert!(stored.is_empty(), "round {round}: {} errors stand beside their events", stored.len());
+    }
+    assert_eq!(store.events(&query(1000)).await.unwrap().items.len(), 200);
+}
+
 macro_rules! store_contract {
     ($name:ident, $harness:expr) => {
         mod $name {
@@ -409,6 +480,18 @@ macro_rules! store_contract {
             async fn activity_is_counted_by_bucket_and_category() {
                 let Some(h) = $harness.await else { return };
                 super::activity_is_counted_by_bucket_and_category(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn an_event_id_is_an_event_or_an_error_never_both() {
+                let Some(h) = $harness.await else { return };
+                super::an_event_id_is_an_event_or_an_error_never_both(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn concurrent_writers_leave_one_outcome_per_event_id() {
+                let Some(h) = $harness.await else { return };
+                super::concurrent_writers_leave_one_outcome_per_event_id(&h).await;
                 h.cleanup().await;
             }
             #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use the_eye::domain::{Application, CategoryDef, EventTypeDef, SystemClock};
+use the_eye::domain::{Application, CategoryDef, EventTypeDef};
 use the_eye::store;
 use the_eye::store::{
     ErrorQuery, EventCursor, EventQuery, Page, SqliteStore, Store, StoreError, StoredError, StoredEvent, WriteBatch,
@@ -152,7 +152,7 @@ async fn faulty_worker(app: &TestApp) -> (Worker, Arc<Faulty>) {
     });
     let store: Arc<dyn Store> = faulty.clone();
     let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(60)));
-    let worker = Worker::new(app.state.queue.clone(), store, catalog, Arc::new(SystemClock), &app.state.settings);
+    let worker = Worker::new(app.state.queue.clone(), store, catalog, &app.state.settings);
     (worker, faulty)
 }
 
