@@ -22,7 +22,7 @@ use crate::ingest::{self, rate, Limits};
 use crate::queue::{Queue, RedisQueue, Spool};
 use crate::store::{self, Store};
 use crate::worker::{CatalogCache, Worker};
-use crate::{admin, api, http_error};
+use crate::{admin, api, http_error, tasks};
 
 /// What every handler shares. Backends and the clock are traits so tests can inject them.
 #[derive(Clone, Debug)]
@@ -118,8 +118,7 @@ impl App {
         let settings = self.state.settings.clone();
         let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
         let stop_workers = CancellationToken::new();
-        let workers: Vec<_> =
-            (0..settings.workers).map(|_| tokio::spawn(self.worker.clone().run(stop_workers.clone()))).collect();
+        let workers = tasks::spawn_workers(&self.worker, settings.workers, &stop_workers);
 
         let draining = self.state.draining.clone();
         let service = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -141,8 +140,7 @@ impl App {
         }
 
         stop_workers.cancel();
-        let joined = tokio::time::timeout(deadline, futures_join(workers)).await;
-        if joined.is_err() {
+        if !tasks::join_within(workers, deadline).await {
             tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
         }
         tracing::info!("stopped");
@@ -157,8 +155,7 @@ impl App {
     pub async fn run_workers(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let stop = CancellationToken::new();
-        let workers: Vec<_> =
-            (0..settings.workers.max(1)).map(|_| tokio::spawn(self.worker.clone().run(stop.clone()))).collect();
+        let workers = tasks::spawn_workers(&self.worker, settings.workers.max(1), &stop);
         let health = match settings.worker_health_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await?;
@@ -179,7 +176,7 @@ impl App {
         self.state.draining.cancel();
         stop.cancel();
         let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
-        if tokio::time::timeout(deadline, futures_join(workers)).await.is_err() {
+        if !tasks::join_within(workers, deadline).await {
             tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
         }
         if let Some(h) = health {
@@ -187,14 +184,6 @@ impl App {
         }
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for handle in handles {
-        if let Err(e) = handle.await {
-            tracing::error!(error = %e, "a worker task failed");
-        }
     }
 }
 
@@ -211,7 +200,14 @@ async fn open_queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
             )
             .await?,
         ),
-        None => Arc::new(Spool::open(&settings.spool_path(), settings.queue_max_depth).await?),
+        None => Arc::new(
+            Spool::open(
+                &settings.spool_path(),
+                settings.queue_max_depth,
+                Duration::from_secs(settings.spool_claim_idle_secs),
+            )
+            .await?,
+        ),
     })
 }
 

@@ -34,6 +34,9 @@ pub struct Settings {
     pub redis_prefix: String,
     /// Seconds an entry may stay pending with a consumer before another takes it over.
     pub redis_claim_idle_secs: u64,
+    /// Seconds a spool entry may stay claimed by a worker without an ack or a
+    /// release before it is handed out again (the spool's `redis_claim_idle_secs`).
+    pub spool_claim_idle_secs: u64,
     /// Start even when Redis is configured so that it can lose acknowledged events.
     pub allow_unsafe_redis: bool,
     /// Address for `the-eye worker` to serve `/healthz` and `/readyz` on; unset: none.
@@ -68,6 +71,19 @@ pub struct Settings {
     pub retry_after_secs: u64,
     /// Seconds a request may take before it is answered 503.
     pub request_timeout_secs: u64,
+    /// Seconds a client has to send a request's head (line and headers), from
+    /// its connection or its first byte; then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    pub idle_timeout_secs: u64,
+    /// Open client connections at most. At the cap, the connection idle the
+    /// longest (or still sending its head) is closed for a new one; when every
+    /// connection is busy, the new one gets 503. Kept under the file limit.
+    pub max_connections: usize,
+    /// Longest request target (path and query), in bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest request head (all header lines together), in bytes (431 beyond).
+    pub max_header_bytes: usize,
     /// Seconds a shutdown waits for in-flight requests, then for workers.
     pub shutdown_timeout_secs: u64,
     /// Seconds the worker keeps a copy of categories and event types before reloading.
@@ -99,6 +115,7 @@ impl Default for Settings {
             redis_url: None,
             redis_prefix: "the-eye".into(),
             redis_claim_idle_secs: 30,
+            spool_claim_idle_secs: 30,
             allow_unsafe_redis: false,
             worker_health_listen: None,
             workers: 2,
@@ -116,6 +133,11 @@ impl Default for Settings {
             queue_max_depth: 1_000_000,
             retry_after_secs: 1,
             request_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
             shutdown_timeout_secs: 10,
             catalog_refresh_secs: 2,
             log_format: LogFormat::Text,
@@ -215,6 +237,12 @@ impl Settings {
             ("max_text_chars", self.max_text_chars as u64),
             ("queue_max_depth", self.queue_max_depth),
             ("redis_claim_idle_secs", self.redis_claim_idle_secs),
+            ("spool_claim_idle_secs", self.spool_claim_idle_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+            ("max_uri_bytes", self.max_uri_bytes as u64),
+            ("max_header_bytes", self.max_header_bytes as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be greater than 0")));

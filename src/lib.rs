@@ -46,6 +46,7 @@ pub mod http_error;
 pub mod ingest;
 pub mod queue;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod website;
 pub mod worker;

@@ -134,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
         worker_health_listen,
     };
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
-    the_eye::telemetry::init(settings.log_format);
+    let _logs = the_eye::telemetry::init(settings.log_format);
     for name in Settings::unknown_env_vars() {
         tracing::warn!(variable = %name, "ignoring an environment variable that is not a setting (a typo?)");
     }

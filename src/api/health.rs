@@ -1,5 +1,8 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (it can do its job).
 
+use std::future::Future;
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -7,19 +10,33 @@ use serde_json::{json, Value};
 
 use crate::app::AppState;
 
+/// Longest any one readiness check may take: a frozen backend must make
+/// `/readyz` answer "unavailable" quickly, not hang the load balancer's probe.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Alive: answers as long as the process serves HTTP.
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the store and the queue answer and no shutdown is under way.
-/// Also reports the queue depth, which is what a load balancer or an operator
-/// watching a backlog drain wants to see.
+/// Runs one check within [`CHECK_TIMEOUT`]; its error, or the time-out, as text.
+async fn bounded<T, E: std::fmt::Display>(check: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    }
+}
+
+/// Ready: the store and the queue answer (the spool's writer runs) and no
+/// shutdown is under way. Also reports the backlog: entries waiting for a
+/// worker and entries a worker holds right now, which is what an operator
+/// watching a backlog drain (or stick) wants to see.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let store = state.store.ping().await.map_err(|e| e.to_string());
-    let depth = state.queue.depth().await.map_err(|e| e.to_string());
+    let (store, depth, in_flight) =
+        tokio::join!(bounded(state.store.ping()), bounded(state.queue.depth()), bounded(state.queue.in_flight()));
+    let queue = depth.as_ref().and(in_flight.as_ref()).map(|_| ()).map_err(Clone::clone);
     let draining = state.draining.is_cancelled();
-    let ready = store.is_ok() && depth.is_ok() && !draining;
+    let ready = store.is_ok() && queue.is_ok() && !draining;
     let status = if draining {
         "shutting_down"
     } else if ready {
@@ -27,11 +44,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     } else {
         "unavailable"
     };
+    let (depth, in_flight) = (depth.ok(), in_flight.ok());
     let body = json!({
         "status": status,
         "store": store.err().unwrap_or_else(|| "ok".into()),
-        "queue": depth.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
-        "queue_depth": depth.ok(),
+        "queue": queue.err().unwrap_or_else(|| "ok".into()),
+        "queue_depth": depth,
+        "queue_waiting": depth.zip(in_flight).map(|(d, f)| d.saturating_sub(f)),
+        "queue_in_flight": in_flight,
     });
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body))

@@ -92,4 +92,9 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
 
     /// Entries not yet acknowledged (waiting or claimed).
     async fn depth(&self) -> Result<u64, QueueError>;
+
+    /// Entries claimed by a worker and not yet acknowledged or released. A
+    /// claim that is never settled is handed out again after a while, so no
+    /// failure of a worker can strand an entry.
+    async fn in_flight(&self) -> Result<u64, QueueError>;
 }

@@ -409,6 +409,20 @@ impl Queue for RedisQueue {
         self.depth.store(len, Ordering::Relaxed);
         Ok(len)
     }
+
+    async fn in_flight(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        // The summary form: [count, smallest id, greatest id, per consumer].
+        let summary: Value =
+            redis::cmd("XPENDING").arg(&self.stream).arg(GROUP).query_async(&mut conn).await.map_err(unavailable)?;
+        match summary {
+            Value::Array(parts) => match parts.first() {
+                Some(Value::Int(n)) => Ok(*n as u64),
+                _ => Ok(0),
+            },
+            _ => Ok(0),
+        }
+    }
 }
 
 #[cfg(test)]

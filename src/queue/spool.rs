@@ -12,16 +12,26 @@
 //! entries to hand out again. After a restart the cursor starts from zero, so every
 //! entry not yet acknowledged is delivered again: at-least-once, and the store's
 //! idempotent insert on `event_id` makes that exactly-once in the tables.
+//!
+//! A claim is a lease, as a Redis pending entry is: an entry claimed more than
+//! `claim_idle` ago and neither acknowledged nor released is handed out again.
+//! The cursor has moved past it, so without the lease a worker that lost its
+//! batch (an ack the spool could not write, a panic, a bug) would strand those
+//! entries until the next restart. A release the spool cannot write still
+//! hands the entries back at once; only their attempt goes uncounted.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use async_trait::async_trait;
 use chrono::DateTime;
+use futures_util::FutureExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
@@ -57,6 +67,30 @@ struct Claims {
     cursor: i64,
     /// Released entries, handed out before new ones.
     redeliver: VecDeque<i64>,
+    /// Entries handed out and not yet acknowledged or released, with when.
+    in_flight: HashMap<i64, tokio::time::Instant>,
+}
+
+impl Claims {
+    /// Moves claims older than `idle` back to the front of the line.
+    fn expire(&mut self, idle: Duration) {
+        let now = tokio::time::Instant::now();
+        let mut expired: Vec<i64> =
+            self.in_flight.iter().filter(|(_, at)| now.duration_since(**at) >= idle).map(|(seq, _)| *seq).collect();
+        if expired.is_empty() {
+            return;
+        }
+        expired.sort_unstable();
+        tracing::warn!(
+            count = expired.len(),
+            idle_secs = idle.as_secs(),
+            "spool entries claimed but never acknowledged; handing them out again"
+        );
+        for seq in expired.iter().rev() {
+            self.in_flight.remove(seq);
+            self.redeliver.push_front(*seq);
+        }
+    }
 }
 
 /// The embedded, durable queue.
@@ -64,11 +98,15 @@ pub struct Spool {
     commands: mpsc::Sender<Command>,
     reader: SqlitePool,
     claims: Mutex<Claims>,
+    /// How long a claim lasts without an ack or a release.
+    claim_idle: Duration,
     /// Entries not yet acknowledged; kept by the writer after each commit.
     depth: Arc<AtomicU64>,
     max_depth: u64,
     /// Woken after every commit that appended entries.
     appended: Arc<Notify>,
+    /// Group commits that failed since start (a locked or full disk, say).
+    failed_commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -85,8 +123,9 @@ fn unavailable(e: impl std::fmt::Display) -> QueueError {
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool database at `path`.
-    pub async fn open(path: &Path, max_depth: u64) -> Result<Self, QueueError> {
+    /// Opens (creating if needed) the spool database at `path`. Claims not
+    /// settled within `claim_idle` are handed out again.
+    pub async fn open(path: &Path, max_depth: u64, claim_idle: Duration) -> Result<Self, QueueError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("creating {}: {e}", dir.display())))?;
         }
@@ -123,8 +162,23 @@ impl Spool {
         let depth = Arc::new(AtomicU64::new(count as u64));
         let appended = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(MAX_GROUP);
-        tokio::spawn(write_loop(writer, rx, depth.clone(), appended.clone()));
-        Ok(Self { commands: tx, reader, claims: Mutex::new(Claims::default()), depth, max_depth, appended })
+        let failed_commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_loop(writer, rx, depth.clone(), appended.clone(), failed_commits.clone()));
+        Ok(Self {
+            commands: tx,
+            reader,
+            claims: Mutex::new(Claims::default()),
+            claim_idle,
+            depth,
+            max_depth,
+            appended,
+            failed_commits,
+        })
+    }
+
+    /// Group commits that failed since the spool was opened.
+    pub fn failed_commits(&self) -> u64 {
+        self.failed_commits.load(Ordering::SeqCst)
     }
 
     async fn send(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), QueueError> {
@@ -195,6 +249,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Command>,
     depth: Arc<AtomicU64>,
     appended: Arc<Notify>,
+    failed_commits: Arc<AtomicU64>,
 ) {
     let mut group = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -207,7 +262,18 @@ async fn write_loop(
             }
         }
         let started = std::time::Instant::now();
-        let result = apply(&mut conn, &group).await;
+        // A panic here (a bug) fails this group's commands, which the requests
+        // see as 503 and the workers retry; the writer goes on. Letting it
+        // unwind would end the only writer and leave every later POST waiting.
+        let result = match AssertUnwindSafe(apply(&mut conn, &group)).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(commands = group.len(), "the spool writer panicked; failing this group");
+                // The transaction was dropped mid-way; make sure none is left open.
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                Err(sqlx::Error::Protocol("the spool writer failed on this group".into()))
+            }
+        };
         tracing::trace!(commands = group.len(), micros = started.elapsed().as_micros() as u64, "spool group commit");
         let outcome = match result {
             Ok((added, removed)) => {
@@ -219,6 +285,7 @@ async fn write_loop(
                 Ok(())
             }
             Err(e) => {
+                failed_commits.fetch_add(1, Ordering::SeqCst);
                 tracing::error!(error = %e, commands = group.len(), "spool commit failed");
                 Err(e.to_string())
             }
@@ -320,8 +387,11 @@ impl Queue for Spool {
             notified.as_mut().enable();
             {
                 let mut claims = self.claims.lock().await;
+                claims.expire(self.claim_idle);
                 let got = self.fetch(&mut claims, max).await?;
                 if !got.is_empty() {
+                    let now = tokio::time::Instant::now();
+                    claims.in_flight.extend(got.iter().map(|d| (d.tag.0 as i64, now)));
                     return Ok(got);
                 }
             }
@@ -335,7 +405,15 @@ impl Queue for Spool {
         if tags.is_empty() {
             return Ok(());
         }
-        self.send(|r| Command::Ack(seqs(tags), r)).await
+        let seqs = seqs(tags);
+        // A failed ack leaves the claims in flight: the worker tries again, and
+        // if it never does the lease runs out and the entries come back.
+        self.send(|r| Command::Ack(seqs.clone(), r)).await?;
+        let mut claims = self.claims.lock().await;
+        for seq in &seqs {
+            claims.in_flight.remove(seq);
+        }
+        Ok(())
     }
 
     async fn release(&self, tags: &[DeliveryTag]) -> Result<(), QueueError> {
@@ -343,13 +421,25 @@ impl Queue for Spool {
             return Ok(());
         }
         let seqs = seqs(tags);
-        self.send(|r| Command::Release(seqs.clone(), r)).await?;
-        self.claims.lock().await.redeliver.extend(seqs);
+        let counted = self.send(|r| Command::Release(seqs.clone(), r)).await;
+        // Back in line whether or not the attempt could be counted: a spool
+        // that cannot write must not also hold on to the entries.
+        let mut claims = self.claims.lock().await;
+        for seq in &seqs {
+            if claims.in_flight.remove(seq).is_some() {
+                claims.redeliver.push_back(*seq);
+            }
+        }
+        drop(claims);
         self.appended.notify_waiters();
-        Ok(())
+        counted
     }
 
     async fn depth(&self) -> Result<u64, QueueError> {
         Ok(self.depth.load(Ordering::SeqCst))
+    }
+
+    async fn in_flight(&self) -> Result<u64, QueueError> {
+        Ok(self.claims.lock().await.in_flight.len() as u64)
     }
 }

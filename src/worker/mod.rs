@@ -149,7 +149,11 @@ impl Worker {
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(self.linger) => {}
             }
-            deliveries.extend(self.queue.claim(self.batch_size - deliveries.len(), Duration::ZERO).await?);
+            // The first claim is in hand: a failure here must not drop it.
+            match self.queue.claim(self.batch_size - deliveries.len(), Duration::ZERO).await {
+                Ok(more) => deliveries.extend(more),
+                Err(e) => tracing::warn!(error = %e, "cannot top up a partial batch; processing what was claimed"),
+            }
         }
         let claimed = deliveries.len();
         if claimed == 0 {
@@ -157,29 +161,44 @@ impl Worker {
         }
         let mut items: Vec<Item> = deliveries.into_iter().map(|d| self.process(d, &catalog)).collect();
 
+        // From here on the entries are this worker's to settle: every failure
+        // below is retried with backoff until it succeeds or shutdown begins.
+        // Giving up early would leave them claimed and unacknowledged (the
+        // queue's claim timeout is only the backstop for a worker that dies).
         let mut backoff = Backoff::default();
         loop {
-            match self.store.write(&batch_of(&items)).await {
-                Ok(()) => break,
+            let written = match self.store.write(&batch_of(&items)).await {
                 Err(StoreError::Rejected(e)) => {
                     tracing::warn!(error = %e, "store refused a batch; writing it row by row");
-                    self.isolate(&mut items).await?;
-                    break;
+                    self.isolate(&mut items).await
                 }
+                other => other,
+            };
+            match written {
+                Ok(()) => break,
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unavailable; will retry the batch");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Err(StepError::ShuttingDown),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
+                    pause(delay, shutdown).await?;
                 }
             }
         }
 
         let (retry, done): (Vec<_>, Vec<_>) = items.iter().partition(|i| matches!(i.outcome, Outcome::Retry));
-        self.queue.ack(&done.iter().map(|i| i.tag).collect::<Vec<_>>()).await?;
-        self.queue.release(&retry.iter().map(|i| i.tag).collect::<Vec<_>>()).await?;
+        let done: Vec<DeliveryTag> = done.iter().map(|i| i.tag).collect();
+        let retry: Vec<DeliveryTag> = retry.iter().map(|i| i.tag).collect();
+        let mut backoff = Backoff::default();
+        while let Err(e) = self.queue.ack(&done).await {
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot acknowledge a stored batch; will retry");
+            pause(delay, shutdown).await?;
+        }
+        let mut backoff = Backoff::default();
+        while let Err(e) = self.queue.release(&retry).await {
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot release entries for another attempt; will retry");
+            pause(delay, shutdown).await?;
+        }
         tracing::debug!(claimed, retried = retry.len(), "batch done");
         Ok(claimed)
     }
@@ -292,6 +311,14 @@ pub fn validate_json(
     let value = serde_json::from_str(json).map_err(|e| vec![Reason::new("body", "invalid_json", e.to_string())])?;
     let event = domain::validate(&value, event_id, received_at, catalog, rules)?;
     Ok(NewEvent { event, received_at, application: application.clone() })
+}
+
+/// Waits `delay`, or returns `ShuttingDown` as soon as shutdown begins.
+async fn pause(delay: Duration, shutdown: &CancellationToken) -> Result<(), StepError> {
+    tokio::select! {
+        _ = shutdown.cancelled() => Err(StepError::ShuttingDown),
+        _ = tokio::time::sleep(delay) => Ok(()),
+    }
 }
 
 fn batch_of(items: &[Item]) -> WriteBatch {

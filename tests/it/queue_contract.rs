@@ -22,6 +22,9 @@ pub trait Harness {
     }
 }
 
+/// How long a claim lasts in these tests, on both backends.
+const CLAIM_IDLE: Duration = Duration::from_secs(2);
+
 fn envelope(n: u32) -> Envelope {
     Envelope {
         event_id: Uuid::now_v7(),
@@ -133,6 +136,32 @@ pub async fn unacknowledged_entries_survive_a_reopen(h: &impl Harness) {
     assert!(!got.contains(&first_ids), "the acknowledged entry never comes back");
 }
 
+/// A claim that is never acknowledged or released (its worker lost it) is
+/// handed out again once it has been idle for the claim time: nothing a
+/// worker does can strand an entry until a restart.
+pub async fn a_claim_never_settled_is_handed_out_again(h: &impl Harness) {
+    let q = h.open(100).await;
+    q.enqueue(vec![envelope(1)]).await.unwrap();
+    let first = q.claim(10, Duration::ZERO).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(q.in_flight().await.unwrap(), 1);
+    assert_eq!(q.depth().await.unwrap(), 1);
+    assert!(q.claim(10, Duration::ZERO).await.unwrap().is_empty(), "still claimed");
+    // The worker holding it vanishes; another claim gets it once it expired.
+    let deadline = tokio::time::Instant::now() + CLAIM_IDLE * 10;
+    let again = loop {
+        let got = q.claim(10, Duration::from_millis(200)).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the lost claim never came back");
+    };
+    assert_eq!(again[0].envelope, first[0].envelope);
+    q.ack(&[again[0].tag]).await.unwrap();
+    assert_eq!(q.depth().await.unwrap(), 0);
+    assert_eq!(q.in_flight().await.unwrap(), 0);
+}
+
 macro_rules! queue_contract {
     ($name:ident, $harness:expr) => {
         mod $name {
@@ -169,6 +198,12 @@ macro_rules! queue_contract {
                 h.cleanup().await;
             }
             #[tokio::test]
+            async fn a_claim_never_settled_is_handed_out_again() {
+                let Some(h) = $harness.await else { return };
+                super::a_claim_never_settled_is_handed_out_again(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
             async fn unacknowledged_entries_survive_a_reopen() {
                 let Some(h) = $harness.await else { return };
                 super::unacknowledged_entries_survive_a_reopen(&h).await;
@@ -189,7 +224,7 @@ impl SpoolHarness {
 
 impl Harness for SpoolHarness {
     async fn open(&self, max_depth: u64) -> Arc<dyn Queue> {
-        Arc::new(Spool::open(&self.0.path().join("spool.db"), max_depth).await.unwrap())
+        Arc::new(Spool::open(&self.0.path().join("spool.db"), max_depth, CLAIM_IDLE).await.unwrap())
     }
 }
 
@@ -211,7 +246,7 @@ impl RedisHarness {
 
 impl Harness for RedisHarness {
     async fn open(&self, max_depth: u64) -> Arc<dyn Queue> {
-        Arc::new(RedisQueue::connect(&self.url, &self.prefix, max_depth, Duration::from_secs(2), true).await.unwrap())
+        Arc::new(RedisQueue::connect(&self.url, &self.prefix, max_depth, CLAIM_IDLE, true).await.unwrap())
     }
 
     async fn cleanup(self) {

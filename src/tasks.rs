@@ -1,0 +1,64 @@
+//! Background tasks with a shutdown deadline, the one way `serve` and
+//! `the-eye worker` run their workers.
+//!
+//! A worker is essential: if one dies of a panic (a bug in a backend, say;
+//! panics while validating an entry are already caught per entry), it is
+//! logged and started again after a pause, so processing never silently
+//! stops while HTTP goes on accepting. Its claimed entries come back through
+//! the queue's claim timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::worker::Worker;
+
+/// Pause before a task that panicked is started again: long enough that a
+/// task panicking at once cannot spin, short enough to go unnoticed.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// Starts `count` copies of `worker`, each restarted if it panics, until `stop`.
+pub fn spawn_workers(worker: &Worker, count: usize, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+    (0..count)
+        .map(|n| {
+            let (worker, stop) = (worker.clone(), stop.clone());
+            tokio::spawn(supervise(format!("worker {n}"), stop.clone(), move || worker.clone().run(stop.clone())))
+        })
+        .collect()
+}
+
+/// Runs the task `make` builds; when it panics, logs it and builds a new one,
+/// until `stop` is cancelled or the task returns by itself.
+pub async fn supervise<F, Fut>(name: String, stop: CancellationToken, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(make()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(task = %name, "a background task panicked; starting it again");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RESTART_PAUSE) => {}
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Waits for `handles` up to `deadline`; false when some were still running.
+pub async fn join_within(handles: Vec<JoinHandle<()>>, deadline: Duration) -> bool {
+    let all = async {
+        for handle in handles {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "a background task failed");
+            }
+        }
+    };
+    tokio::time::timeout(deadline, all).await.is_ok()
+}
