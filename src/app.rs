@@ -1,7 +1,7 @@
 //! Wiring: the shared state, the router, and `serve` with its two-phase shutdown.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::ingest::{self, rate, Limits};
 use crate::queue::{Queue, RedisQueue, Spool};
 use crate::store::{self, Store};
 use crate::worker::{CatalogCache, Worker};
-use crate::{admin, api, http_error, tasks};
+use crate::{admin, api, http_error, server, tasks};
 
 /// What every handler shares. Backends and the clock are traits so tests can inject them.
 #[derive(Clone, Debug)]
@@ -121,8 +121,7 @@ impl App {
         let workers = tasks::spawn_workers(&self.worker, settings.workers, &stop_workers);
 
         let draining = self.state.draining.clone();
-        let service = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let http = axum::serve(listener, service).with_graceful_shutdown({
+        tokio::spawn({
             let draining = draining.clone();
             async move {
                 shutdown.await;
@@ -130,14 +129,7 @@ impl App {
                 draining.cancel();
             }
         });
-        let overdue = async {
-            draining.cancelled().await;
-            tokio::time::sleep(deadline).await;
-        };
-        tokio::select! {
-            result = http => result?,
-            () = overdue => tracing::warn!(?deadline, "requests still in flight at the deadline; closing them"),
-        }
+        server::serve(listener, router(self.state.clone()), connection_limits(&settings), draining, deadline).await;
 
         stop_workers.cancel();
         if !tasks::join_within(workers, deadline).await {
@@ -164,10 +156,9 @@ impl App {
                     .route("/healthz", get(api::health::healthz))
                     .route("/readyz", get(api::health::readyz))
                     .with_state(self.state.clone());
-                let stopped = stop.clone();
-                Some(tokio::spawn(async move {
-                    axum::serve(listener, routes).with_graceful_shutdown(stopped.cancelled_owned()).await
-                }))
+                let (stopped, limits) = (stop.clone(), connection_limits(&settings));
+                let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
+                Some(tokio::spawn(server::serve(listener, routes, limits, stopped, deadline)))
             }
             None => None,
         };
@@ -184,6 +175,18 @@ impl App {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// What the settings allow each client connection.
+fn connection_limits(settings: &Settings) -> server::ConnectionLimits {
+    server::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(settings.idle_timeout_secs),
+        max_connections: server::fit_connection_cap(settings.max_connections),
+        // Room for the largest head the app accepts, so that the app (not
+        // hyper, with a bare status) answers one that is too large.
+        max_buf_size: (2 * (settings.max_uri_bytes + settings.max_header_bytes)).max(64 * 1024),
     }
 }
 
@@ -223,8 +226,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::web::routes(state.clone()))
         .merge(crate::website::routes())
         .fallback(http_error::not_found)
+        .method_not_allowed_fallback(http_error::method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check))
+        .layer(middleware::from_fn_with_state(state.clone(), http_error::head_limits))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,9 +1,13 @@
 //! The JSON shape every error answer shares: `{"error": {"code", "message"}}`.
 
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+
+use crate::app::AppState;
 
 /// An error answer with a stable `code` and a sentence for people.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -13,4 +17,34 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
 /// Answer for routes that do not exist.
 pub async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// Answer for a route that exists but not with this method.
+pub async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+}
+
+/// Middleware: a request target or head larger than the settings allow gets
+/// 414 or 431 in the usual error shape, before anything else looks at it.
+/// (hyper's own buffer is sized above these limits, so its bare 431 is only
+/// for heads far beyond them.)
+pub async fn head_limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let settings = &state.settings;
+    let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > settings.max_uri_bytes {
+        return error_response(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is longer than {} bytes", settings.max_uri_bytes),
+        );
+    }
+    let head: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if head > settings.max_header_bytes {
+        return error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request headers are larger than {} bytes", settings.max_header_bytes),
+        );
+    }
+    next.run(request).await
 }

@@ -45,6 +45,7 @@ pub mod hosts;
 pub mod http_error;
 pub mod ingest;
 pub mod queue;
+pub mod server;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
