@@ -12,6 +12,7 @@ mod browser;
 mod client;
 mod collector;
 mod crash;
+mod faults;
 mod procs;
 mod queue_contract;
 mod read_api;

@@ -65,6 +65,19 @@ impl Eye {
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
+
+    /// SIGTERM, as a service manager stops it; returns how it exited, or
+    /// `None` if it was still running after `secs`.
+    pub async fn terminate(mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        signal(self.pid(), "TERM");
+        tokio::time::timeout(Duration::from_secs(secs), self.child.wait()).await.ok().map(Result::unwrap)
+    }
+}
+
+/// Sends SIGNAL (like `TERM`, `STOP`, `CONT`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
 }
 
 /// The write key of a new server-side application, made by `the-eye apps create`.
@@ -129,6 +142,11 @@ impl RedisServer {
 
     pub async fn stop(mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// The server's process id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
     }
 }
 
