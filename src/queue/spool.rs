@@ -100,7 +100,8 @@ pub struct Spool {
     claims: Mutex<Claims>,
     /// How long a claim lasts without an ack or a release.
     claim_idle: Duration,
-    /// Entries not yet acknowledged; kept by the writer after each commit.
+    /// Entries not yet acknowledged, and room reserved for appends under way:
+    /// raised by `enqueue` before it writes, lowered by the writer after acks.
     depth: Arc<AtomicU64>,
     max_depth: u64,
     /// Woken after every commit that appended entries.
@@ -277,7 +278,7 @@ async fn write_loop(
         tracing::trace!(commands = group.len(), micros = started.elapsed().as_micros() as u64, "spool group commit");
         let outcome = match result {
             Ok((added, removed)) => {
-                depth.fetch_add(added, Ordering::SeqCst);
+                // Appends were counted when `enqueue` reserved room for them.
                 depth.fetch_sub(removed, Ordering::SeqCst);
                 if added > 0 {
                     appended.notify_waiters();
@@ -370,11 +371,20 @@ impl Queue for Spool {
         if entries.is_empty() {
             return Ok(());
         }
-        let depth = self.depth.load(Ordering::SeqCst);
-        if depth + entries.len() as u64 > self.max_depth {
+        // Room is reserved before the write, so concurrent requests cannot
+        // all pass the check and overshoot the cap together.
+        let n = entries.len() as u64;
+        let max = self.max_depth;
+        if let Err(depth) =
+            self.depth.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| (d + n <= max).then_some(d + n))
+        {
             return Err(QueueError::Full { depth });
         }
-        self.send(|r| Command::Append(entries, r)).await
+        let appended = self.send(|r| Command::Append(entries, r)).await;
+        if appended.is_err() {
+            self.depth.fetch_sub(n, Ordering::SeqCst);
+        }
+        appended
     }
 
     async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
