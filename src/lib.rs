@@ -44,6 +44,7 @@ pub mod domain;
 pub mod hosts;
 pub mod http_error;
 pub mod ingest;
+pub mod peer;
 pub mod queue;
 pub mod server;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The admin panel: server-rendered pages for the people who look after the
 //! events.
 //!
+//! - [`throttle`]: login throttling that cannot be used to lock an owner out.
 //! - [`users`]: admin users (`the-eye createsuperuser`, argon2id, password rules).
 //! - [`web`]: the frame — login, logout, sessions, the one CSRF check every
 //!   POST goes through, security headers, templates, change of password and
@@ -29,5 +30,6 @@ mod catalog;
 mod dashboard;
 mod errors;
 mod events;
+pub mod throttle;
 pub mod users;
 pub mod web;

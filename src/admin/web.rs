@@ -12,10 +12,9 @@
 //! - Templates escape everything (minijinja autoescape); the CSP allows no
 //!   inline script or style.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use axum::extract::{ConnectInfo, Form, Query, Request, State};
+use axum::extract::{Form, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -28,11 +27,15 @@ use sha2::{Digest, Sha256};
 
 use super::users::verify_password;
 use crate::app::AppState;
-use crate::ingest::rate::{retry_after_secs, Limits, Rate};
+use crate::ingest::rate::retry_after_secs;
 use crate::store::AdminSession;
 
 const SESSION_COOKIE: &str = "eye_session";
 const LOGIN_CSRF_COOKIE: &str = "eye_login_csrf";
+/// Marks a browser that signed in before (see [`LoginThrottle`]).
+const DEVICE_COOKIE: &str = "eye_device";
+/// How long a browser stays a trusted device.
+const DEVICE_DAYS: i64 = 365;
 /// How long a session lasts.
 const SESSION_HOURS: i64 = 8;
 
@@ -68,20 +71,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Throttles for login attempts: per username and per address.
-#[derive(Debug)]
-pub struct LoginThrottle {
-    per_user: Limits<String>,
-    per_ip: Limits<IpAddr>,
-}
-
-impl LoginThrottle {
-    /// Five attempts a minute per username, twenty per address, on the app's clock.
-    pub fn new(clock: Arc<dyn crate::domain::Clock>) -> Self {
-        let rate = |r: &str| Rate::parse(r).unwrap_or_else(|_| unreachable!("constant rate"));
-        Self { per_user: Limits::new(rate("5/min"), clock.clone()), per_ip: Limits::new(rate("20/min"), clock) }
-    }
-}
+pub use super::throttle::LoginThrottle;
 
 /// A page of a signed-in user: the layout gets the user's name and CSRF token.
 pub(super) fn page(session: &AdminSession, name: &str, ctx: minijinja::Value) -> Response {
@@ -198,7 +188,16 @@ fn set_cookie(response: &mut Response, value: String) {
 /// Only redirect to paths inside the admin panel (no open redirects).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/admin/") && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        // Printable ASCII only: CR, LF or other controls would break the
+        // Location header (and did, as a 500).
+        Some(n)
+            if n.starts_with("/admin/")
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.to_string()
+        }
         _ => "/admin/".into(),
     }
 }
@@ -336,7 +335,7 @@ struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -349,14 +348,11 @@ async fn login(
         );
     }
     let next = safe_next(form.next.as_deref());
-    let ip = connect.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let throttled = state
-        .login_throttle
-        .per_user
-        .check(&form.username.to_lowercase())
-        .err()
-        .or_else(|| ip.and_then(|ip| state.login_throttle.per_ip.check(&ip).err()));
-    if let Some(wait) = throttled {
+    let ip = crate::peer::client_ip(&headers, &extensions, state.settings.trust_proxy);
+    let username_key = form.username.to_lowercase();
+    let device = cookie(&headers, DEVICE_COOKIE);
+    let trusted = state.login_throttle.trusted(&username_key, device);
+    if let Some(wait) = state.login_throttle.wait(&username_key, ip, trusted) {
         let mut response = login_page(
             &state,
             &headers,
@@ -391,6 +387,7 @@ async fn login(
         }
     };
     if !ok {
+        state.login_throttle.failed(&username_key, ip, trusted);
         tracing::info!(username = %form.username.escape_debug(), "failed admin login");
         return login_page(
             &state,
@@ -431,6 +428,21 @@ async fn login(
         ),
     );
     set_cookie(&mut response, format!("{LOGIN_CSRF_COOKIE}=; Path=/admin/login/; Max-Age=0"));
+    let device = match device {
+        Some(d) if trusted => d.to_string(),
+        _ => {
+            let fresh = random_token();
+            set_cookie(
+                &mut response,
+                format!(
+                    "{DEVICE_COOKIE}={fresh}; Path=/admin/login/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                    DEVICE_DAYS * 86_400
+                ),
+            );
+            fresh
+        }
+    };
+    state.login_throttle.succeeded(&username_key, ip, &device);
     response
 }
 
@@ -535,6 +547,9 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/admin/", "{bad}");
         }
         assert_eq!(safe_next(None), "/admin/");
+        for bad in ["/admin/\r\nSet-Cookie: x=1", "/admin/\n", "/admin/ x", "/admin/\u{e9}"] {
+            assert_eq!(safe_next(Some(bad)), "/admin/", "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,10 +9,8 @@ pub mod decode;
 pub mod rate;
 pub mod trust;
 
-use std::net::{IpAddr, SocketAddr};
-
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -137,19 +135,6 @@ pub async fn collect(State(state): State<AppState>, request: Request) -> Respons
     response
 }
 
-/// The client's address: the peer, or with a trusted proxy the address the
-/// proxy appended last to `X-Forwarded-For`. Kept in memory for rate limiting
-/// only; never stored.
-fn client_ip(headers: &HeaderMap, extensions: &Extensions, trust_proxy: bool) -> Option<IpAddr> {
-    if trust_proxy {
-        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        if let Some(ip) = forwarded.and_then(|v| v.rsplit(',').next()).and_then(|ip| ip.trim().parse().ok()) {
-            return Some(ip);
-        }
-    }
-    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
-}
-
 async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestError> {
     let limits = &state.limits;
     let (parts, body) = request.into_parts();
@@ -157,7 +142,7 @@ async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestEr
     decode::check_content_type(headers)?;
 
     // Per address first, so floods of bad keys are limited too.
-    let ip = client_ip(headers, &parts.extensions, state.settings.trust_proxy);
+    let ip = crate::peer::client_ip(headers, &parts.extensions, state.settings.trust_proxy);
     if let Some(ip) = ip {
         state.ip_limits.check(&ip).map_err(|wait| IngestError::RateLimited {
             message: "too many requests from this address",

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod login_throttle;
 
 mod admin;
 mod admin_browser;
