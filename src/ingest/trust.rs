@@ -59,36 +59,55 @@ impl AppIndex {
     }
 }
 
-/// The applications, reloaded from the store when older than `max_age`, and at
-/// once (at most once a second) when a key is not found, so a new application
-/// can send right after `the-eye apps create`.
+/// The applications, reloaded from the store when older than `max_age`, and
+/// when a request names a key or origin the copy does not know: such a request
+/// waits for a reload that *began after it arrived* before it is refused, so
+/// a new application can send right after `the-eye apps create` (its first
+/// requests used to get 401 for up to two seconds, and clients drop events
+/// on a 401). Concurrent misses share one reload, and reloads for misses start
+/// at most every [`MISS_RELOAD_GAP`], so a stream of made-up keys costs the
+/// store ten small queries a second at most.
 #[derive(Debug)]
 pub struct AppCache {
     store: Arc<dyn Store>,
     max_age: Duration,
+    /// The index and when the load that made it began.
     current: Mutex<Option<(Instant, Arc<AppIndex>)>>,
-    /// When an unknown key last caused a reload: at most one a second, so a
-    /// stream of made-up keys cannot turn into a stream of store queries.
-    last_miss_reload: Mutex<Option<Instant>>,
 }
+
+/// Least time between two reloads caused by unknown keys or origins.
+const MISS_RELOAD_GAP: Duration = Duration::from_millis(100);
 
 impl AppCache {
     /// A cache over `store` that reloads after `max_age`.
     pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
-        Self { store, max_age, current: Mutex::new(None), last_miss_reload: Mutex::new(None) }
+        Self { store, max_age, current: Mutex::new(None) }
     }
 
-    async fn load(&self, force: bool) -> Result<Arc<AppIndex>, StoreError> {
+    /// The index, reloaded unless the one in hand was loaded (began loading)
+    /// at or after `fresh_since`, or is younger than `max_age` when that is `None`.
+    async fn load(&self, fresh_since: Option<Instant>) -> Result<Arc<AppIndex>, StoreError> {
+        // Holding the lock across the query is what coalesces: a request that
+        // waited here finds the index a concurrent reload just made.
         let mut current = self.current.lock().await;
         if let Some((loaded, index)) = current.as_ref() {
-            if !force && loaded.elapsed() < self.max_age {
+            let fresh = match fresh_since {
+                Some(since) => *loaded >= since,
+                None => loaded.elapsed() < self.max_age,
+            };
+            if fresh {
                 return Ok(index.clone());
             }
+            if fresh_since.is_some() {
+                // A reload for a miss: not sooner than the gap after the last one.
+                tokio::time::sleep_until(*loaded + MISS_RELOAD_GAP).await;
+            }
         }
+        let started = Instant::now();
         match self.store.applications().await {
             Ok(apps) => {
                 let index = Arc::new(AppIndex::new(apps));
-                *current = Some((Instant::now(), index.clone()));
+                *current = Some((started, index.clone()));
                 Ok(index)
             }
             // A store outage must not stop ingest: keep deciding with the last
@@ -106,29 +125,23 @@ impl AppCache {
 
     /// The current index.
     pub async fn index(&self) -> Result<Arc<AppIndex>, StoreError> {
-        self.load(false).await
+        self.load(None).await
     }
 
     /// Reloads now (after `the-eye apps create` in the same process, say).
     pub async fn refresh(&self) -> Result<(), StoreError> {
-        self.load(true).await.map(|_| ())
+        self.load(Some(Instant::now())).await.map(|_| ())
     }
 
     /// The index, reloaded first if it does not know what the request names
-    /// (`known` is false), so a new application can send right away.
+    /// (`known` is false): by a reload that began after the request arrived.
     async fn index_knowing(&self, known: impl Fn(&AppIndex) -> bool) -> Result<Arc<AppIndex>, StoreError> {
-        let index = self.load(false).await?;
+        let arrived = Instant::now();
+        let index = self.load(None).await?;
         if known(&index) {
             return Ok(index);
         }
-        {
-            let mut last = self.last_miss_reload.lock().await;
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return Ok(index);
-            }
-            *last = Some(Instant::now());
-        }
-        self.load(true).await
+        self.load(Some(arrived)).await
     }
 }
 

@@ -35,3 +35,54 @@ async fn clock_skew_is_judged_as_of_receipt_not_processing() {
     assert_eq!(reason_codes(&errors[0]), ["timestamp:in_future"]);
     assert_eq!(app.events().await.len(), 1);
 }
+
+/// A new application's first requests are accepted at once, even right after
+/// another unknown key made the collector reload (the reload used to be held
+/// back for a second, and its first requests got 401, which clients drop).
+#[tokio::test]
+async fn a_new_application_is_accepted_at_once_even_after_a_miss() {
+    let app = TestApp::spawn().await;
+    let stranger = app
+        .post_raw(
+            pageview("x", 1).to_string(),
+            &[("x-eye-key", "eye_wk_unknown"), ("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(stranger.status(), reqwest::StatusCode::UNAUTHORIZED);
+    for n in 0..3 {
+        // Created by another process, as `the-eye apps create` does.
+        let key = the_eye::domain::application::new_key();
+        let new = the_eye::domain::Application {
+            name: format!("fresh-{n}"),
+            key: key.clone(),
+            origins: vec![],
+            active: true,
+        };
+        app.state.store.create_application(&new).await.unwrap();
+        let first = app
+            .post_raw(pageview("fresh", n).to_string(), &[("x-eye-key", &key), ("content-type", "application/json")])
+            .await;
+        assert_eq!(first.status(), reqwest::StatusCode::ACCEPTED, "application {n}'s first request");
+    }
+}
+
+/// Many requests with unknown keys at once share reloads instead of each
+/// querying the store, and are all refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unknown_keys_are_refused_with_401() {
+    let app = Arc::new(TestApp::spawn().await);
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let key = format!("eye_wk_made_up_{i}");
+                app.post_raw(pageview("x", 1).to_string(), &[("x-eye-key", &key), ("content-type", "application/json")])
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), reqwest::StatusCode::UNAUTHORIZED);
+    }
+}
