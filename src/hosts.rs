@@ -88,7 +88,12 @@ fn requested_host(headers: &HeaderMap, trust_proxy: bool) -> Result<String, &'st
         let first = value.to_str().map_err(|_| "X-Forwarded-Host is not text")?;
         return Ok(first.split(',').next().unwrap_or("").trim().to_string());
     }
-    let host = headers.get(header::HOST).ok_or("the Host header is missing")?;
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next().ok_or("the Host header is missing")?;
+    if hosts.next().is_some() {
+        // Which one a cache or a proxy in front believed is anyone's guess.
+        return Err("more than one Host header");
+    }
     Ok(host.to_str().map_err(|_| "the Host header is not text")?.to_string())
 }
 
@@ -101,13 +106,20 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
     if ANY_HOST.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let verdict = requested_host(request.headers(), state.settings.trust_proxy).and_then(|host| {
-        if state.allowed_hosts.allows(&host) {
+    let allowed = |host: &str| {
+        if state.allowed_hosts.allows(host) {
             Ok(())
         } else {
             tracing::debug!(host = %host.escape_debug(), "request for a host that is not allowed");
             Err("this server does not answer to that host; add it to THE_EYE_ALLOWED_HOSTS if it should")
         }
+    };
+    let verdict = requested_host(request.headers(), state.settings.trust_proxy).and_then(|host| allowed(&host));
+    // An absolute-form target (`GET http://host/path`) names the host a second
+    // time, and HTTP says that one wins over `Host`: it must be allowed too.
+    let verdict = verdict.and_then(|()| match request.uri().authority() {
+        Some(authority) => allowed(authority.as_str()),
+        None => Ok(()),
     });
     match verdict {
         Ok(()) => next.run(request).await,

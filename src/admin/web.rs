@@ -32,6 +32,18 @@ use crate::store::AdminSession;
 
 const SESSION_COOKIE: &str = "eye_session";
 const LOGIN_CSRF_COOKIE: &str = "eye_login_csrf";
+
+/// The login form's double-submit cookie: name and attributes. Over HTTPS it
+/// is a `__Host-` cookie, which a browser accepts only from this very host
+/// (Secure, `Path=/`, no `Domain`), so a sibling subdomain cannot plant one
+/// to defeat the check. Plain HTTP cannot have that prefix.
+fn login_csrf_cookie(tls: bool) -> (&'static str, &'static str) {
+    if tls {
+        ("__Host-eye_login_csrf", "Path=/; Secure")
+    } else {
+        (LOGIN_CSRF_COOKIE, "Path=/admin/login/")
+    }
+}
 /// Marks a browser that signed in before (see [`LoginThrottle`]).
 const DEVICE_COOKIE: &str = "eye_device";
 /// How long a browser stays a trusted device.
@@ -62,6 +74,9 @@ const TEMPLATE_SOURCES: &[(&str, &str)] = &[
 
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
+    // `urlencode` keeps `/` (right for query values); a path segment such as a
+    // session id needs it encoded too, or `/admin/sessions/a/b/` is another route.
+    env.add_filter("segment", |value: String| percent_encode(&value, b"-_.~"));
     // Names ending in .html are autoescaped; every template here is one.
     for (name, source) in TEMPLATE_SOURCES {
         if let Err(e) = env.add_template(name, source) {
@@ -314,11 +329,8 @@ fn login_page(
     let mut response =
         render("admin/login.html", minijinja::context! { csrf_token => csrf, next, error, username_value => username });
     *response.status_mut() = status;
-    let secure = if over_tls(state, headers) { "; Secure" } else { "" };
-    set_cookie(
-        &mut response,
-        format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/admin/login/; HttpOnly; SameSite=Strict{secure}"),
-    );
+    let (name, scope) = login_csrf_cookie(over_tls(state, headers));
+    set_cookie(&mut response, format!("{name}={csrf}; {scope}; HttpOnly; SameSite=Strict"));
     response
 }
 
@@ -339,7 +351,8 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    let (csrf_name, csrf_scope) = login_csrf_cookie(over_tls(&state, &headers));
+    let expected = cookie(&headers, csrf_name).unwrap_or("");
     if form.csrf_token.is_empty() || !same_secret(expected, &form.csrf_token) {
         return message(
             StatusCode::FORBIDDEN,
@@ -427,7 +440,7 @@ async fn login(
             SESSION_HOURS * 3600
         ),
     );
-    set_cookie(&mut response, format!("{LOGIN_CSRF_COOKIE}=; Path=/admin/login/; Max-Age=0"));
+    set_cookie(&mut response, format!("{csrf_name}=; {csrf_scope}; Max-Age=0"));
     let device = match device {
         Some(d) if trusted => d.to_string(),
         _ => {

@@ -119,3 +119,35 @@ async fn a_next_with_control_characters_is_ignored_not_an_error() {
     let page = client.get(app.url("/admin/login/?next=%2Fadmin%2F%0D%0AX-Evil:%201")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
 }
+
+/// Over HTTPS (as a trusted proxy reports it) the login form's cookie is a
+/// `__Host-` cookie, bound to this host; the login works with it.
+#[tokio::test]
+async fn over_https_the_login_cookie_is_bound_to_the_host() {
+    let (app, client) = app(true).await;
+    let page = client.get(app.url("/admin/login/")).header("x-forwarded-proto", "https").send().await.unwrap();
+    let line = crate::admin::http::set_cookie_line(page.headers(), "__Host-eye_login_csrf");
+    assert!(line.contains("Secure") && line.contains("Path=/;") && !line.contains("Domain"), "{line}");
+    let value = cookie_value(page.headers(), "__Host-eye_login_csrf").unwrap();
+    let csrf = crate::admin::http::hidden(&page.text().await.unwrap(), "csrf_token");
+    let r = client
+        .post(app.url("/admin/login/"))
+        .header("x-forwarded-proto", "https")
+        .header("cookie", format!("__Host-eye_login_csrf={value}"))
+        .form(&[("username", "ada"), ("password", PASSWORD), ("csrf_token", &csrf), ("next", "/admin/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // The plain name is not accepted over HTTPS.
+    let (plain, csrf) = login_page(&app, &client).await;
+    let r = client
+        .post(app.url("/admin/login/"))
+        .header("x-forwarded-proto", "https")
+        .header("cookie", format!("eye_login_csrf={plain}"))
+        .form(&[("username", "ada"), ("password", PASSWORD), ("csrf_token", &csrf), ("next", "/admin/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

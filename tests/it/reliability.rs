@@ -86,3 +86,54 @@ async fn concurrent_unknown_keys_are_refused_with_401() {
         assert_eq!(t.await.unwrap(), reqwest::StatusCode::UNAUTHORIZED);
     }
 }
+
+/// Sends a raw HTTP/1.1 request and returns the status line and the body.
+async fn raw(app: &TestApp, request: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+/// Two `Host` headers, or an absolute-form target naming a host that is not
+/// allowed, are refused like any other bad host.
+#[tokio::test]
+async fn ambiguous_or_absolute_form_hosts_are_checked() {
+    let app = TestApp::spawn().await;
+    let close = "Connection: close\r\n\r\n";
+    let (status, body) =
+        raw(&app, &format!("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n{close}")).await;
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(body.contains("bad_host"), "{body}");
+    let (status, body) =
+        raw(&app, &format!("GET http://evil.example/api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n{close}")).await;
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(body.contains("bad_host"), "{body}");
+    // An absolute-form target for an allowed host is fine.
+    let (status, _) = raw(&app, &format!("GET http://127.0.0.1/website/ HTTP/1.1\r\nHost: 127.0.0.1\r\n{close}")).await;
+    assert!(!status.contains(" 400 "), "{status}");
+}
+
+/// A session id with `/` (or `?`, `#`) in it links to its own timeline.
+#[tokio::test]
+async fn session_links_encode_the_whole_id() {
+    let (app, client) = crate::admin::http::app_with_user().await;
+    let cookie = crate::admin::http::signed_in(&app, &client).await;
+    let id = "a/b?c#d e";
+    app.accept(&pageview(id, 1)).await;
+    app.process().await;
+    let html =
+        client.get(app.url("/admin/events/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let href = "/admin/sessions/a%2Fb%3Fc%23d%20e/";
+    assert!(html.contains(href), "{html}");
+    let timeline = client.get(app.url(href)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(timeline.status(), reqwest::StatusCode::OK);
+    let page = timeline.text().await.unwrap();
+    assert!(page.contains("page interaction / pageview"), "{page}");
+    assert!(!page.contains("No events in this session"), "{page}");
+}
