@@ -16,18 +16,24 @@
 //! - [`ingest`]: `POST /collector`. Media type, rate limits, write key and origin
 //!   (`ingest::trust`, with CORS), size limits, gzip, nesting depth, JSON; one id
 //!   per event (the client's, or derived from content); enqueue; 202.
-//! - [`queue`]: the [`queue::Queue`] trait and the embedded [`queue::Spool`]
-//!   (SQLite, WAL, fsync'd group commit). `Ok` from `enqueue` means durable.
+//! - [`queue`]: the [`queue::Queue`] trait, the embedded [`queue::Spool`]
+//!   (SQLite, WAL, fsync'd group commit) and [`queue::RedisQueue`] (Redis
+//!   Streams). `Ok` from `enqueue` means durable; claims are leases.
 //! - [`worker`]: claim a batch, validate with [`domain`], write events and errors
 //!   in one transaction, acknowledge; retries, poison entries, shutdown.
-//! - [`store`]: the [`store::Store`] trait and [`store::SqliteStore`]; the only
-//!   place with SQL for events. Inserts are idempotent on `event_id`.
+//! - [`store`]: the [`store::Store`] trait, [`store::SqliteStore`] and
+//!   [`store::PostgresStore`]; the only place with SQL. Inserts are idempotent
+//!   on `event_id`, and an id is an event or an error, never both.
 //! - [`api`]: the read API (`/api/events`, `/api/errors`), bearer tokens,
 //!   `/healthz`, `/readyz`.
 //! - [`domain`]: events, timestamps, ids, categories and the validation rules;
 //!   pure code with no I/O.
 //! - [`config`]: one typed [`config::Settings`], layered defaults < file < env < flags.
 //! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
+//! - [`server`]: accepting connections: head and idle timeouts, the cap.
+//! - [`tasks`]: workers under a supervisor, joined with a deadline.
+//! - [`peer`]: the client's address, directly or through a trusted proxy.
+//! - [`telemetry`]: logs that can never stop the pipeline.
 //! - [`admin`]: the admin panel: users (`createsuperuser`, argon2id), login,
 //!   sessions, CSRF, security headers; dashboard, events, sessions, errors with
 //!   replay, categories and schemas, applications, audit log.
