@@ -65,7 +65,7 @@ impl AppIndex {
 /// a new application can send right after `the-eye apps create` (its first
 /// requests used to get 401 for up to two seconds, and clients drop events
 /// on a 401). Concurrent misses share one reload, and reloads for misses start
-/// at most every [`MISS_RELOAD_GAP`], so a stream of made-up keys costs the
+/// at most every 100 ms, so a stream of made-up keys costs the
 /// store ten small queries a second at most.
 #[derive(Debug)]
 pub struct AppCache {
