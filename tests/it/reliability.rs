@@ -137,3 +137,17 @@ async fn session_links_encode_the_whole_id() {
     assert!(page.contains("page interaction / pageview"), "{page}");
     assert!(!page.contains("No events in this session"), "{page}");
 }
+
+/// `/readyz` tells entries waiting for a worker from entries a worker holds.
+#[tokio::test]
+async fn readyz_tells_waiting_from_in_flight() {
+    let app = TestApp::spawn().await;
+    app.accept(&json!([pageview("ready", 1), pageview("ready", 2), pageview("ready", 3)])).await;
+    let held = app.state.queue.claim(1, Duration::ZERO).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let body: serde_json::Value = reqwest::get(app.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["queue_depth"], 3);
+    assert_eq!(body["queue_in_flight"], 1);
+    assert_eq!(body["queue_waiting"], 2);
+}
