@@ -247,10 +247,10 @@ impl Settings {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be greater than 0")));
         }
-        crate::hosts::AllowedHosts::parse(&self.allowed_hosts).map_err(ConfigError::Invalid)?;
-        crate::ingest::rate::Rate::parse(&self.rate_limit_app)
+        crate::domain::hosts::AllowedHosts::parse(&self.allowed_hosts).map_err(ConfigError::Invalid)?;
+        crate::rate::Rate::parse(&self.rate_limit_app)
             .map_err(|e| ConfigError::Invalid(format!("rate_limit_app: {e}")))?;
-        crate::ingest::rate::Rate::parse(&self.rate_limit_ip)
+        crate::rate::Rate::parse(&self.rate_limit_ip)
             .map_err(|e| ConfigError::Invalid(format!("rate_limit_ip: {e}")))?;
         // serde_json refuses deeper documents itself; past that our limit would be a lie.
         if self.max_json_depth > 120 {

@@ -32,6 +32,8 @@
 //! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
 //! - [`server`]: accepting connections: head and idle timeouts, the cap.
 //! - [`tasks`]: workers under a supervisor, joined with a deadline.
+//! - [`paging`]: `limit`, time bounds and keyset cursors, for the API and the admin.
+//! - [`rate`]: rate limits (GCRA) keyed by address or application, on the app's clock.
 //! - [`peer`]: the client's address, directly or through a trusted proxy.
 //! - [`telemetry`]: logs that can never stop the pipeline.
 //! - [`admin`]: the admin panel: users (`createsuperuser`, argon2id), login,
@@ -50,8 +52,10 @@ pub mod domain;
 pub mod hosts;
 pub mod http_error;
 pub mod ingest;
+pub mod paging;
 pub mod peer;
 pub mod queue;
+pub mod rate;
 pub mod server;
 pub mod store;
 pub mod tasks;

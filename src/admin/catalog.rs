@@ -12,9 +12,8 @@ use serde::Deserialize;
 use super::web::{audit, message, page_with, unavailable};
 use crate::app::AppState;
 use crate::domain::catalog::compile_schema;
-use crate::domain::{Catalog, EventTypeDef, Timestamp};
+use crate::domain::{validate_json, Catalog, EventTypeDef, Timestamp};
 use crate::store::{AdminSession, Category, ErrorQuery, EventType, StoreError};
-use crate::worker::validate_json;
 
 /// How many of a category's newest errors the preview tries.
 const PREVIEW_ERRORS: usize = 200;
@@ -322,7 +321,7 @@ async fn preview(state: &AppState, category: &Category, proposed: &EventType) ->
     let mut accepted = Vec::new();
     let mut still = 0;
     for e in &errors {
-        let ok = validate_json(&e.raw, (e.event_id, e.received_at, &e.application), &catalog, &rules).is_ok();
+        let ok = validate_json(&e.raw, e.event_id, e.received_at, &catalog, &rules).is_ok();
         if ok {
             let codes: Vec<&str> = e.reasons.iter().map(|r| r.code.as_str()).collect();
             accepted.push(minijinja::context! {

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::events::text;
 use super::web::{audit, confirm, message, page, page_with, pretty, unavailable};
-use crate::api::time_param;
 use crate::app::AppState;
-use crate::domain::{Catalog, Timestamp};
+use crate::domain::{validate_json, Catalog, Timestamp};
+use crate::paging::time_param;
+use crate::store::NewEvent;
 use crate::store::{AdminSession, ErrorQuery, Replay, StoreError, StoredError};
-use crate::worker::validate_json;
 
 /// Errors per page, and per replay round.
 const PAGE: usize = 50;
@@ -221,7 +221,11 @@ async fn replay(
             let edited_raw = edited.map(str::to_string);
             let json = edited_raw.as_deref().unwrap_or(&e.raw);
             // Judged as of its arrival, as the worker judged it then.
-            let outcome = validate_json(json, (e.event_id, e.received_at, &e.application), &catalog, &rules);
+            let outcome = validate_json(json, e.event_id, e.received_at, &catalog, &rules).map(|event| NewEvent {
+                event,
+                received_at: e.received_at,
+                application: e.application.clone(),
+            });
             Replay { error_id: e.id, edited_raw, outcome }
         })
         .collect();

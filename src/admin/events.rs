@@ -9,9 +9,9 @@ use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
 use super::web::{action_row, audit, confirm, message, page, percent_encode, pretty, unavailable};
-use crate::api::{event_cursor, next_cursor, time_param};
 use crate::app::AppState;
 use crate::domain::Timestamp;
+use crate::paging::{event_cursor, next_cursor, time_param};
 use crate::store::{AdminSession, EventQuery, Order, StoredEvent};
 
 /// Page size of the admin's event lists.

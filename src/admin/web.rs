@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::users::verify_password;
 use crate::app::AppState;
-use crate::ingest::rate::retry_after_secs;
+use crate::rate::retry_after_secs;
 use crate::store::AdminSession;
 
 const SESSION_COOKIE: &str = "eye_session";

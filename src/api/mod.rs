@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -17,12 +16,8 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::domain::{Reason, Timestamp};
 use crate::http_error::error_response;
-use crate::store::{ErrorQuery, EventCursor, EventQuery, Order, StoreError, StoredError, StoredEvent};
-
-/// Page size when `limit` is not given.
-const DEFAULT_LIMIT: usize = 100;
-/// Largest page a client may ask for.
-const MAX_LIMIT: usize = 1000;
+use crate::paging::{error_cursor, event_cursor, limit_param, next_cursor, next_error_cursor, time_param, BadParam};
+use crate::store::{ErrorQuery, EventQuery, Order, StoreError, StoredError, StoredEvent};
 
 /// Errors of the read API, mapped to statuses in one place.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +34,12 @@ pub enum ApiError {
     /// 503: the store failed; the cause is logged, not shown.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<BadParam> for ApiError {
+    fn from(e: BadParam) -> Self {
+        Self::BadRequest(e.0)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -150,53 +151,6 @@ fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
-pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
-    value.map(|v| Timestamp::parse(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))).transpose()
-}
-
-fn limit_param(value: Option<&str>) -> Result<usize, ApiError> {
-    match value {
-        None => Ok(DEFAULT_LIMIT),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n @ 1..=MAX_LIMIT) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
-        },
-    }
-}
-
-pub(crate) fn encode_cursor(text: String) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
-}
-
-/// The opaque cursor that continues after `c` in `order`.
-pub(crate) fn next_cursor(c: EventCursor, order: Order) -> String {
-    let tag = if order == Order::Asc { "a" } else { "d" };
-    encode_cursor(format!("{tag}:{}:{}", c.timestamp_micros, c.row_id))
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::BadRequest("cursor is not one this API handed out".into()))
-}
-
-/// Event cursors carry the order they were made for, so a cursor cannot be
-/// replayed with the other order and silently skip events.
-pub(crate) fn event_cursor(cursor: &str, order: Order) -> Result<EventCursor, ApiError> {
-    let text = decode_cursor(cursor)?;
-    let bad = || ApiError::BadRequest("cursor is not one this API handed out for this order".into());
-    let mut parts = text.split(':');
-    let expected = if order == Order::Asc { "a" } else { "d" };
-    if parts.next() != Some(expected) {
-        return Err(bad());
-    }
-    let timestamp_micros = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let row_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    Ok(EventCursor { timestamp_micros, row_id })
-}
-
 async fn list_events(
     State(state): State<AppState>,
     q: Result<Query<EventParams>, QueryRejection>,
@@ -239,14 +193,7 @@ async fn list_errors(
     q: Result<Query<ErrorParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let p = params(q)?;
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(c) => {
-            let text = decode_cursor(c)?;
-            let id = text.strip_prefix("x:").and_then(|n| n.parse().ok());
-            Some(id.ok_or_else(|| ApiError::BadRequest("cursor is not one this API handed out".into()))?)
-        }
-    };
+    let after = p.cursor.as_deref().map(error_cursor).transpose()?;
     let query = ErrorQuery {
         ids: Vec::new(),
         reason: p.reason,
@@ -257,7 +204,7 @@ async fn list_errors(
         after,
     };
     let page = state.store.errors(&query).await?;
-    let next = page.next.map(|id| encode_cursor(format!("x:{id}")));
+    let next = page.next.map(next_error_cursor);
     let errors: Vec<ErrorOut> = page.items.into_iter().map(ErrorOut::from).collect();
     Ok(Json(serde_json::json!({"errors": errors, "next_cursor": next})))
 }

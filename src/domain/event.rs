@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Catalog, Reason, Timestamp};
 
-/// Limits the validation applies; from [`crate::config::Settings`].
+/// Limits the validation applies (from the settings).
 #[derive(Clone, Debug)]
 pub struct Rules {
     /// Longest `session_id`, `category` and `name`, in characters.
@@ -60,6 +60,23 @@ pub fn validate(
         }
         _ => Err(reasons),
     }
+}
+
+/// Validates one payload given as JSON text, the way every event is: the
+/// workers use it, and so does replaying event errors from the admin panel.
+///
+/// Time rules (the clock skew) are judged as of `received_at`, never as of
+/// processing: an event waiting in a backlog, or replayed a week later, gets
+/// the verdict it would have had the moment it arrived.
+pub fn validate_json(
+    json: &str,
+    event_id: Uuid,
+    received_at: DateTime<Utc>,
+    catalog: &Catalog,
+    rules: &Rules,
+) -> Result<ValidEvent, Vec<Reason>> {
+    let value = serde_json::from_str(json).map_err(|e| vec![Reason::new("body", "invalid_json", e.to_string())])?;
+    validate(&value, event_id, received_at, catalog, rules)
 }
 
 /// Collects a failed rule and lets validation go on to the next field.

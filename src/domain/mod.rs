@@ -9,12 +9,14 @@ pub mod catalog;
 pub mod clock;
 pub mod event;
 pub mod event_id;
+pub mod hosts;
 pub mod reason;
 pub mod timestamp;
+pub mod user;
 
 pub use application::Application;
 pub use catalog::{Catalog, CategoryDef, EventTypeDef};
 pub use clock::{Clock, SystemClock};
-pub use event::{validate, Rules, ValidEvent};
+pub use event::{validate, validate_json, Rules, ValidEvent};
 pub use reason::Reason;
 pub use timestamp::Timestamp;

@@ -6,7 +6,6 @@
 //! A request refused for trust (401, 403, 429) queues nothing.
 
 pub mod decode;
-pub mod rate;
 pub mod trust;
 
 use axum::extract::{Request, State};
@@ -146,13 +145,13 @@ async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestEr
     if let Some(ip) = ip {
         state.ip_limits.check(&ip).map_err(|wait| IngestError::RateLimited {
             message: "too many requests from this address",
-            retry_after: rate::retry_after_secs(wait),
+            retry_after: crate::rate::retry_after_secs(wait),
         })?;
     }
     let app = trust::authorize(&state.apps, headers, &parts.uri).await?;
     state.app_limits.check(&app.name).map_err(|wait| IngestError::RateLimited {
         message: "too many requests for this application",
-        retry_after: rate::retry_after_secs(wait),
+        retry_after: crate::rate::retry_after_secs(wait),
     })?;
 
     let too_large = || IngestError::TooLarge(format!("body exceeds {} bytes", limits.max_body_bytes));

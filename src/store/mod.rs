@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::admin::users::NewUser;
+use crate::domain::user::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Reason, Timestamp, ValidEvent};
 
 pub use postgres::PostgresStore;

@@ -22,7 +22,7 @@ use super::{
     Activity, AdminAction, AdminSession, Category, ErrorQuery, EventCursor, EventQuery, EventType, Order, Page, Replay,
     Store, StoreError, StoredError, StoredEvent, WriteBatch,
 };
-use crate::admin::users::NewUser;
+use crate::domain::user::NewUser;
 use crate::domain::{Application, CategoryDef, EventTypeDef, Reason, Timestamp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

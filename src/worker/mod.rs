@@ -222,12 +222,10 @@ impl Worker {
         // an attempt, not the whole batch or the worker.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &body {
             Body::Rejected { reason, .. } => error(vec![reason.clone()]),
-            Body::Event(json) => {
-                match validate_json(json, (event_id, received_at, &application), catalog, &self.rules) {
-                    Ok(event) => Outcome::Event(event),
-                    Err(reasons) => error(reasons),
-                }
-            }
+            Body::Event(json) => match domain::validate_json(json, event_id, received_at, catalog, &self.rules) {
+                Ok(event) => Outcome::Event(NewEvent { event, received_at, application: application.clone() }),
+                Err(reasons) => error(reasons),
+            },
         }));
         let outcome = outcome.unwrap_or_else(|_| {
             tracing::error!(%event_id, attempt = d.attempts + 1, "processing an entry panicked");
@@ -292,25 +290,6 @@ impl Worker {
         }
         Ok(())
     }
-}
-
-/// Validates one payload, given as JSON text, the way every new event is: the
-/// workers use it, and so does replaying event errors from the admin panel.
-/// `entry` is the event id, the time received and the sending application.
-///
-/// Time rules (the clock skew) are judged as of `received_at`, never as of
-/// processing: an event waiting in a backlog, or replayed a week later, gets
-/// the verdict it would have had the moment it arrived.
-pub fn validate_json(
-    json: &str,
-    entry: (uuid::Uuid, chrono::DateTime<chrono::Utc>, &Option<String>),
-    catalog: &Catalog,
-    rules: &Rules,
-) -> Result<NewEvent, Vec<Reason>> {
-    let (event_id, received_at, application) = entry;
-    let value = serde_json::from_str(json).map_err(|e| vec![Reason::new("body", "invalid_json", e.to_string())])?;
-    let event = domain::validate(&value, event_id, received_at, catalog, rules)?;
-    Ok(NewEvent { event, received_at, application: application.clone() })
 }
 
 /// Waits `delay`, or returns `ShuttingDown` as soon as shutdown begins.
