@@ -29,7 +29,7 @@ use crate::app::AppState;
 use crate::domain::application::normalize_origin;
 use crate::domain::Application;
 use crate::http_error::error_response;
-use crate::store::{Store, StoreError};
+use crate::store::{Access, StoreError};
 
 /// The active applications, indexed for the two look-ups a request needs.
 #[derive(Debug, Default)]
@@ -69,7 +69,7 @@ impl AppIndex {
 /// store ten small queries a second at most.
 #[derive(Debug)]
 pub struct AppCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Access>,
     max_age: Duration,
     /// The index and when the load that made it began.
     current: Mutex<Option<(Instant, Arc<AppIndex>)>>,
@@ -80,7 +80,7 @@ const MISS_RELOAD_GAP: Duration = Duration::from_millis(100);
 
 impl AppCache {
     /// A cache over `store` that reloads after `max_age`.
-    pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
+    pub fn new(store: Arc<dyn Access>, max_age: Duration) -> Self {
         Self { store, max_age, current: Mutex::new(None) }
     }
 

@@ -1,9 +1,17 @@
 //! Where events, event errors and their catalog live. SQL lives only below here.
 //!
-//! Every backend implements [`Store`]; one contract test suite runs against each.
+//! The store is cut by who calls it: [`EventSink`] (workers), [`EventReader`]
+//! (read API, admin lists), [`Access`] (trust, tokens, admin users and
+//! sessions) and [`Curation`] (what the admin panel edits); [`Store`] is all
+//! four plus schema and health. Each backend implements every role, in one
+//! file per role (`sqlite/`, `postgres/`); queries whose text is the same in
+//! both dialects are written once, in `shared`. One contract test suite per
+//! role runs against each backend.
 //! Writes are idempotent on `event_id`, which is what turns the queue's
 //! at-least-once delivery into exactly-once rows.
 
+#[macro_use]
+mod shared;
 pub mod postgres;
 pub mod sqlite;
 
@@ -298,32 +306,43 @@ pub enum StoreError {
     Setup(String),
 }
 
-/// A store backend.
+/// What the workers need: the catalog to validate against, one transactional
+/// write per batch, and periodic upkeep. A fake for a worker test implements
+/// these three methods and nothing else.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Brings the schema up to date and seeds a fresh database.
-    async fn migrate(&self) -> Result<(), StoreError>;
-    /// Checks that the store answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+pub trait EventSink: Send + Sync + std::fmt::Debug + 'static {
+    /// Every category and event type.
+    async fn catalog(&self) -> Result<(Vec<CategoryDef>, Vec<EventTypeDef>), StoreError>;
+    /// Writes events and errors in one transaction, skipping `event_id`s already
+    /// stored (see [`WriteBatch`] for the one-outcome rule).
+    async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;
     /// Periodic upkeep, such as making the coming months' partitions. Safe to
     /// run from every process at once.
     async fn maintain(&self) -> Result<(), StoreError> {
         Ok(())
     }
-    /// Every category and event type.
-    async fn catalog(&self) -> Result<(Vec<CategoryDef>, Vec<EventTypeDef>), StoreError>;
-    /// Writes events and errors in one transaction, skipping `event_id`s already stored.
-    async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+}
+
+/// What the read API and the admin panel's lists and dashboard read.
+#[async_trait]
+pub trait EventReader: Send + Sync + std::fmt::Debug + 'static {
     /// A page of events.
     async fn events(&self, query: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError>;
     /// One event by id.
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
     /// A page of event errors.
     async fn errors(&self, query: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError>;
-    /// Saves a read-API token by the SHA-256 of its secret.
-    async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError>;
-    /// True when a token with this hash exists.
-    async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError>;
+    /// Events (by event time) and errors (by time received) from `since` for
+    /// `buckets` buckets of `bucket_secs`, counted by bucket and category.
+    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError>;
+    /// How many events and errors there are from `since` on.
+    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError>;
+}
+
+/// Who may do what: applications (for ingest's trust checks), read-API
+/// tokens, admin users and their sessions.
+#[async_trait]
+pub trait Access: Send + Sync + std::fmt::Debug + 'static {
     /// Every application, revoked ones included.
     async fn applications(&self) -> Result<Vec<Application>, StoreError>;
     /// Adds an application; a name or key already taken is `Rejected`.
@@ -332,18 +351,38 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_application_active(&self, name: &str, active: bool) -> Result<bool, StoreError>;
     /// Replaces an application's key; false when there is no such application.
     async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError>;
+    /// Replaces an application's allowed origins; false when there is no such application.
+    async fn set_application_origins(&self, name: &str, origins: &[String]) -> Result<bool, StoreError>;
+    /// Saves a read-API token by the SHA-256 of its secret.
+    async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError>;
+    /// True when a token with this hash exists.
+    async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError>;
     /// Adds an admin user; a username already taken is `Rejected`.
     async fn create_user(&self, user: &NewUser) -> Result<(), StoreError>;
     /// The password hash of an active user, for logging in.
     async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
+    /// Sets a user's password hash and ends every other session of theirs; false when there is no such user.
+    async fn set_password(&self, username: &str, hash: &str, keep_session: &str) -> Result<bool, StoreError>;
     /// Saves an admin session under the SHA-256 of its token.
     async fn create_session(&self, session: &AdminSession) -> Result<(), StoreError>;
-    /// The unexpired session with this token hash (expired ones are deleted).
+    /// The unexpired session with this token hash.
     async fn session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<AdminSession>, StoreError>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
-    /// Sets a user's password hash and ends every other session of theirs; false when there is no such user.
-    async fn set_password(&self, username: &str, hash: &str, keep_session: &str) -> Result<bool, StoreError>;
+}
+
+/// What people change through the admin panel: the catalog, events and
+/// errors (deletion, replay), and the audit log of it all.
+#[async_trait]
+pub trait Curation: Send + Sync + std::fmt::Debug + 'static {
+    /// Every category with its event types, by name.
+    async fn categories(&self) -> Result<Vec<Category>, StoreError>;
+    /// Adds (no id) or updates a category (not its name); a name taken is `Rejected`. Returns its id.
+    async fn save_category(&self, category: &Category) -> Result<i64, StoreError>;
+    /// Adds (no id) or updates an event type (not its name); a name taken is `Rejected`. Returns its id.
+    async fn save_event_type(&self, event_type: &EventType) -> Result<i64, StoreError>;
+    /// Deletes an event type; false when there was none.
+    async fn delete_event_type(&self, id: i64) -> Result<bool, StoreError>;
     /// Deletes one event; false when there was none.
     async fn delete_event(&self, event_id: Uuid) -> Result<bool, StoreError>;
     /// Deletes event errors by row id; how many went.
@@ -353,35 +392,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// payload) on the errors that still fail. Returns how many errors became
     /// events: an error replayed twice at once is counted, and stored, once.
     async fn resolve_errors(&self, replays: &[Replay], username: &str) -> Result<u64, StoreError>;
-    /// Every category with its event types, by name.
-    async fn categories(&self) -> Result<Vec<Category>, StoreError>;
-    /// Adds (no id) or updates a category (not its name); a name taken is `Rejected`. Returns its id.
-    async fn save_category(&self, category: &Category) -> Result<i64, StoreError>;
-    /// Adds (no id) or updates an event type (not its name); a name taken is `Rejected`. Returns its id.
-    async fn save_event_type(&self, event_type: &EventType) -> Result<i64, StoreError>;
-    /// Deletes an event type; false when there was none.
-    async fn delete_event_type(&self, id: i64) -> Result<bool, StoreError>;
-    /// Replaces an application's allowed origins; false when there is no such application.
-    async fn set_application_origins(&self, name: &str, origins: &[String]) -> Result<bool, StoreError>;
     /// Appends to the audit log.
     async fn log_action(&self, action: &AdminAction) -> Result<(), StoreError>;
     /// The newest audit-log entries, all or about one object.
     async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<AdminAction>, StoreError>;
-    /// Events (by event time) and errors (by time received) from `since` for
-    /// `buckets` buckets of `bucket_secs`, counted by bucket and category.
-    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError>;
-    /// How many events and errors there are from `since` on.
-    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError>;
+}
+
+/// A whole backend: every role, plus its schema and its health. Code that
+/// needs one role takes that trait (`Arc<dyn EventSink>`, say); an
+/// `Arc<dyn Store>` coerces to any of them.
+#[async_trait]
+pub trait Store: EventSink + EventReader + Access + Curation {
+    /// Brings the schema up to date and seeds a fresh database.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// An application from its stored columns; `origins` is the JSON array as text.
-fn application(name: String, key: String, origins: &str, active: bool) -> Result<Application, StoreError> {
+pub(crate) fn application(name: String, key: String, origins: &str, active: bool) -> Result<Application, StoreError> {
     let origins = serde_json::from_str(origins).map_err(|e| StoreError::Unavailable(format!("bad origins: {e}")))?;
     Ok(Application { name, key, origins, active })
 }
 
 /// Puts an event type under its category (rows come sorted by name).
-fn attach_type(categories: &mut [Category], t: EventType) {
+pub(crate) fn attach_type(categories: &mut [Category], t: EventType) {
     if let Some(c) = categories.iter_mut().find(|c| c.id == Some(t.category_id)) {
         c.types.push(t);
     }

@@ -7,19 +7,19 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::domain::Catalog;
-use crate::store::{Store, StoreError};
+use crate::store::{EventSink, StoreError};
 
 /// Compiled catalog shared by the workers of one process.
 #[derive(Debug)]
 pub struct CatalogCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventSink>,
     max_age: Duration,
     current: Mutex<Option<(Instant, Arc<Catalog>)>>,
 }
 
 impl CatalogCache {
     /// A cache that reloads from `store` when its copy is older than `max_age`.
-    pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
+    pub fn new(store: Arc<dyn EventSink>, max_age: Duration) -> Self {
         Self { store, max_age, current: Mutex::new(None) }
     }
 

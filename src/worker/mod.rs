@@ -26,7 +26,7 @@ pub use catalog_cache::CatalogCache;
 use crate::config::Settings;
 use crate::domain::{self, Catalog, Reason, Rules};
 use crate::queue::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
-use crate::store::{NewEvent, NewEventError, Store, StoreError, WriteBatch};
+use crate::store::{EventSink, NewEvent, NewEventError, StoreError, WriteBatch};
 
 /// How long an idle worker waits on the queue before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -37,7 +37,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct Worker {
     queue: Arc<dyn Queue>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventSink>,
     catalog: Arc<CatalogCache>,
     rules: Rules,
     batch_size: usize,
@@ -80,7 +80,12 @@ struct Item {
 
 impl Worker {
     /// A worker over these backends with the settings' limits.
-    pub fn new(queue: Arc<dyn Queue>, store: Arc<dyn Store>, catalog: Arc<CatalogCache>, settings: &Settings) -> Self {
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        store: Arc<dyn EventSink>,
+        catalog: Arc<CatalogCache>,
+        settings: &Settings,
+    ) -> Self {
         Self {
             queue,
             store,

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use the_eye::admin::users::verify_password;
-use the_eye::store::{SqliteStore, Store};
+use the_eye::store::{Access, SqliteStore};
 
 use crate::procs::BIN;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 use the_eye::queue::{QueueError, RedisQueue};
+use the_eye::store::{EventReader, EventSink};
 use tokio::sync::watch;
 
 use crate::helpers::{pageview, reason_codes, service_url, test_settings, TestApp};

@@ -1,4 +1,5 @@
-//! The store contract, one suite for every [`Store`] implementation.
+//! The store contract, one suite per role (`EventSink`, `EventReader`,
+//! `Access`, `Curation`), run against every backend.
 
 use std::sync::Arc;
 
@@ -405,100 +406,116 @@ pub async fn concurrent_writers_leave_one_outcome_per_event_id(h: &impl Harness)
     assert_eq!(store.events(&query(1000)).await.unwrap().items.len(), 200);
 }
 
+/// One module per backend, and in it one per store role, each running that
+/// role's contract against the backend.
 macro_rules! store_contract {
     ($name:ident, $harness:expr) => {
         mod $name {
-            use super::*;
+            mod event_sink {
+                use super::super::*;
 
-            #[tokio::test]
-            async fn migrating_twice_is_harmless_and_seeds_the_demo_catalog() {
-                let Some(h) = $harness.await else { return };
-                super::migrating_twice_is_harmless_and_seeds_the_demo_catalog(&h).await;
-                h.cleanup().await;
+                #[tokio::test]
+                async fn migrating_twice_is_harmless_and_seeds_the_demo_catalog() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::migrating_twice_is_harmless_and_seeds_the_demo_catalog(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn writes_are_idempotent_on_event_id() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::writes_are_idempotent_on_event_id(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn an_error_whose_raw_payload_has_nul_is_still_stored() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::an_error_whose_raw_payload_has_nul_is_still_stored(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn an_event_id_is_an_event_or_an_error_never_both() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::an_event_id_is_an_event_or_an_error_never_both(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn concurrent_writers_leave_one_outcome_per_event_id() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::concurrent_writers_leave_one_outcome_per_event_id(&h).await;
+                    h.cleanup().await;
+                }
             }
-            #[tokio::test]
-            async fn writes_are_idempotent_on_event_id() {
-                let Some(h) = $harness.await else { return };
-                super::writes_are_idempotent_on_event_id(&h).await;
-                h.cleanup().await;
+            mod event_reader {
+                use super::super::*;
+
+                #[tokio::test]
+                async fn what_is_written_reads_back_unchanged() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::what_is_written_reads_back_unchanged(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn keyset_pages_follow_the_order() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::keyset_pages_follow_the_order(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn activity_is_counted_by_bucket_and_category() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::activity_is_counted_by_bucket_and_category(&h).await;
+                    h.cleanup().await;
+                }
             }
-            #[tokio::test]
-            async fn what_is_written_reads_back_unchanged() {
-                let Some(h) = $harness.await else { return };
-                super::what_is_written_reads_back_unchanged(&h).await;
-                h.cleanup().await;
+            mod access {
+                use super::super::*;
+
+                #[tokio::test]
+                async fn applications_are_created_revoked_and_rotated() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::applications_are_created_revoked_and_rotated(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn users_are_created_once_and_found_by_name() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::users_are_created_once_and_found_by_name(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn tokens_are_found_by_hash_only() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::tokens_are_found_by_hash_only(&h).await;
+                    h.cleanup().await;
+                }
             }
-            #[tokio::test]
-            async fn an_error_whose_raw_payload_has_nul_is_still_stored() {
-                let Some(h) = $harness.await else { return };
-                super::an_error_whose_raw_payload_has_nul_is_still_stored(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn keyset_pages_follow_the_order() {
-                let Some(h) = $harness.await else { return };
-                super::keyset_pages_follow_the_order(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn applications_are_created_revoked_and_rotated() {
-                let Some(h) = $harness.await else { return };
-                super::applications_are_created_revoked_and_rotated(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn users_are_created_once_and_found_by_name() {
-                let Some(h) = $harness.await else { return };
-                super::users_are_created_once_and_found_by_name(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn tokens_are_found_by_hash_only() {
-                let Some(h) = $harness.await else { return };
-                super::tokens_are_found_by_hash_only(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn replay_turns_an_error_into_exactly_one_event() {
-                let Some(h) = $harness.await else { return };
-                super::replay_turns_an_error_into_exactly_one_event(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn events_are_searched_and_deleted() {
-                let Some(h) = $harness.await else { return };
-                super::events_are_searched_and_deleted(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn categories_and_event_types_are_edited() {
-                let Some(h) = $harness.await else { return };
-                super::categories_and_event_types_are_edited(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn activity_is_counted_by_bucket_and_category() {
-                let Some(h) = $harness.await else { return };
-                super::activity_is_counted_by_bucket_and_category(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn an_event_id_is_an_event_or_an_error_never_both() {
-                let Some(h) = $harness.await else { return };
-                super::an_event_id_is_an_event_or_an_error_never_both(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn concurrent_writers_leave_one_outcome_per_event_id() {
-                let Some(h) = $harness.await else { return };
-                super::concurrent_writers_leave_one_outcome_per_event_id(&h).await;
-                h.cleanup().await;
-            }
-            #[tokio::test]
-            async fn the_audit_log_and_password_changes_are_kept() {
-                let Some(h) = $harness.await else { return };
-                super::the_audit_log_and_password_changes_are_kept(&h).await;
-                h.cleanup().await;
+            mod curation {
+                use super::super::*;
+
+                #[tokio::test]
+                async fn replay_turns_an_error_into_exactly_one_event() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::replay_turns_an_error_into_exactly_one_event(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn events_are_searched_and_deleted() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::events_are_searched_and_deleted(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn categories_and_event_types_are_edited() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::categories_and_event_types_are_edited(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn the_audit_log_and_password_changes_are_kept() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::the_audit_log_and_password_changes_are_kept(&h).await;
+                    h.cleanup().await;
+                }
             }
         }
     };

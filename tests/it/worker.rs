@@ -9,12 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use the_eye::config::Settings;
-use the_eye::domain::{Application, CategoryDef, EventTypeDef};
+use the_eye::domain::{CategoryDef, EventTypeDef};
 use the_eye::queue::{Body, Envelope, Queue, Spool};
-use the_eye::store;
-use the_eye::store::{
-    ErrorQuery, EventCursor, EventQuery, Page, SqliteStore, Store, StoreError, StoredError, StoredEvent, WriteBatch,
-};
+use the_eye::store::{EventQuery, EventReader, EventSink, SqliteStore, Store, StoreError, WriteBatch};
 use the_eye::worker::{CatalogCache, Worker};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -37,14 +34,9 @@ struct Faulty {
     panics: AtomicUsize,
 }
 
+/// The worker sees only the `EventSink` role, so that is all the fake implements.
 #[async_trait]
-impl Store for Faulty {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        self.inner.migrate().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
+impl EventSink for Faulty {
     async fn catalog(&self) -> Result<(Vec<CategoryDef>, Vec<EventTypeDef>), StoreError> {
         self.inner.catalog().await
     }
@@ -65,96 +57,6 @@ impl Store for Faulty {
         }
         self.inner.write(batch).await
     }
-    async fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError> {
-        self.inner.events(q).await
-    }
-    async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        self.inner.event(id).await
-    }
-    async fn errors(&self, q: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError> {
-        self.inner.errors(q).await
-    }
-    async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError> {
-        self.inner.create_token(name, hash).await
-    }
-    async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError> {
-        self.inner.token_exists(hash).await
-    }
-    async fn applications(&self) -> Result<Vec<Application>, StoreError> {
-        self.inner.applications().await
-    }
-    async fn create_application(&self, app: &Application) -> Result<(), StoreError> {
-        self.inner.create_application(app).await
-    }
-    async fn set_application_active(&self, name: &str, active: bool) -> Result<bool, StoreError> {
-        self.inner.set_application_active(name, active).await
-    }
-    async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError> {
-        self.inner.set_application_key(name, key).await
-    }
-    async fn create_user(&self, user: &the_eye::admin::users::NewUser) -> Result<(), StoreError> {
-        self.inner.create_user(user).await
-    }
-    async fn user_password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
-        self.inner.user_password_hash(username).await
-    }
-    async fn create_session(&self, session: &the_eye::store::AdminSession) -> Result<(), StoreError> {
-        self.inner.create_session(session).await
-    }
-    async fn session(
-        &self,
-        token_hash: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<the_eye::store::AdminSession>, StoreError> {
-        self.inner.session(token_hash, now).await
-    }
-    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        self.inner.delete_session(token_hash).await
-    }
-    async fn set_password(&self, username: &str, hash: &str, keep: &str) -> Result<bool, StoreError> {
-        self.inner.set_password(username, hash, keep).await
-    }
-    async fn delete_event(&self, event_id: Uuid) -> Result<bool, StoreError> {
-        self.inner.delete_event(event_id).await
-    }
-    async fn delete_errors(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        self.inner.delete_errors(ids).await
-    }
-    async fn resolve_errors(&self, replays: &[store::Replay], username: &str) -> Result<u64, StoreError> {
-        self.inner.resolve_errors(replays, username).await
-    }
-    async fn categories(&self) -> Result<Vec<store::Category>, StoreError> {
-        self.inner.categories().await
-    }
-    async fn save_category(&self, c: &store::Category) -> Result<i64, StoreError> {
-        self.inner.save_category(c).await
-    }
-    async fn save_event_type(&self, t: &store::EventType) -> Result<i64, StoreError> {
-        self.inner.save_event_type(t).await
-    }
-    async fn delete_event_type(&self, id: i64) -> Result<bool, StoreError> {
-        self.inner.delete_event_type(id).await
-    }
-    async fn set_application_origins(&self, name: &str, origins: &[String]) -> Result<bool, StoreError> {
-        self.inner.set_application_origins(name, origins).await
-    }
-    async fn log_action(&self, a: &store::AdminAction) -> Result<(), StoreError> {
-        self.inner.log_action(a).await
-    }
-    async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<store::AdminAction>, StoreError> {
-        self.inner.actions(object, limit).await
-    }
-    async fn activity(
-        &self,
-        since: chrono::DateTime<chrono::Utc>,
-        bucket_secs: i64,
-        buckets: i64,
-    ) -> Result<store::Activity, StoreError> {
-        self.inner.activity(since, bucket_secs, buckets).await
-    }
-    async fn totals(&self, since: chrono::DateTime<chrono::Utc>) -> Result<(i64, i64), StoreError> {
-        self.inner.totals(since).await
-    }
 }
 
 /// A worker over the app's queue and a faulty view of its store.
@@ -173,7 +75,7 @@ async fn faulty_worker_on(queue: Arc<dyn Queue>, settings: &Settings) -> (Worker
         single_row_outages: AtomicUsize::new(0),
         panics: AtomicUsize::new(0),
     });
-    let store: Arc<dyn Store> = faulty.clone();
+    let store: Arc<dyn EventSink> = faulty.clone();
     let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(60)));
     let worker = Worker::new(queue, store, catalog, settings);
     (worker, faulty)

@@ -128,7 +128,7 @@ fn events(batch: usize) -> Vec<the_eye::store::NewEvent> {
 }
 
 async fn postgres(admin_url: &str) -> anyhow::Result<()> {
-    use the_eye::store::{PostgresStore, Store, WriteBatch};
+    use the_eye::store::{EventSink, PostgresStore, Store, WriteBatch};
     for mode in ["unnest", "copy"] {
         let db = format!("the_eye_insertbench_{}", std::process::id());
         let mut admin = sqlx::PgConnection::connect(admin_url).await?;

@@ -1,0 +1,287 @@
+//! Events and event errors: the workers' writes and the read side.
+
+use super::*;
+use crate::store::{EventReader, EventSink};
+
+const EVENT_COLUMNS: &str =
+    "id, event_id, session_id, category, name, data::text AS data, occurred_at, received_at, application";
+
+fn micros_to_time(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Unavailable(format!("bad time {micros}")))
+}
+
+/// Inserts a batch inside a transaction of the caller's.
+pub(super) async fn write_in(tx: &mut sqlx::PgConnection, batch: &WriteBatch) -> Result<(), StoreError> {
+    if !batch.events.is_empty() {
+        let n = batch.events.len();
+        let mut apps: Vec<Option<String>> = Vec::with_capacity(n);
+        let (mut ids, mut sessions, mut categories, mut names, mut data, mut occurred, mut received) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for e in &batch.events {
+            let ev = &e.event;
+            ids.push(ev.event_id);
+            sessions.push(ev.session_id.clone());
+            categories.push(ev.category.clone());
+            names.push(ev.name.clone());
+            data.push(serde_json::to_string(&ev.data).map_err(|e| StoreError::Rejected(e.to_string()))?);
+            occurred.push(ev.timestamp.as_datetime());
+            received.push(e.received_at);
+            apps.push(e.application.clone());
+        }
+        sqlx::query(
+            "INSERT INTO events (event_id, session_id, category, name, data, occurred_at, received_at, application)
+                 SELECT u.event_id, u.session_id, u.category, u.name, u.data::jsonb, u.occurred_at, u.received_at, u.app
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                             $7::timestamptz[], $8::text[])
+                     AS u (event_id, session_id, category, name, data, occurred_at, received_at, app)
+                 ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(ids)
+        .bind(sessions)
+        .bind(categories)
+        .bind(names)
+        .bind(data)
+        .bind(occurred)
+        .bind(received)
+        .bind(apps)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    let event_ids: Vec<Uuid> = batch.events.iter().map(|e| e.event.event_id).collect();
+    if !event_ids.is_empty() {
+        sqlx::query("DELETE FROM event_errors WHERE event_id = ANY($1)")
+            .bind(&event_ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    if !batch.errors.is_empty() {
+        let ids: Vec<Uuid> = batch.errors.iter().map(|e| e.event_id).collect();
+        let raws: Vec<String> = batch.errors.iter().map(|e| without_nul(&e.raw)).collect();
+        let reasons = batch
+            .errors
+            .iter()
+            .map(|e| {
+                let clean: Vec<Reason> = e
+                    .reasons
+                    .iter()
+                    .map(|r| Reason::new(without_nul(&r.field), without_nul(&r.code), without_nul(&r.message)))
+                    .collect();
+                serde_json::to_string(&clean).map_err(|e| StoreError::Rejected(e.to_string()))
+            })
+            .collect::<Result<Vec<String>, _>>()?;
+        let received: Vec<DateTime<Utc>> = batch.errors.iter().map(|e| e.received_at).collect();
+        let apps: Vec<Option<String>> = batch.errors.iter().map(|e| e.application.clone()).collect();
+        let categories: Vec<Option<String>> =
+            batch.errors.iter().map(|e| e.category().map(|c| without_nul(&c))).collect();
+        sqlx::query(
+            "INSERT INTO event_errors (event_id, raw, reasons, received_at, application, category)
+                 SELECT u.event_id, u.raw, u.reasons::jsonb, u.received_at, u.app, u.category
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+                     AS u (event_id, raw, reasons, received_at, app, category)
+                 WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = u.event_id)
+                 ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(ids)
+        .bind(raws)
+        .bind(reasons)
+        .bind(received)
+        .bind(apps)
+        .bind(categories)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EventSink for PostgresStore {
+    async fn catalog(&self) -> Result<(Vec<CategoryDef>, Vec<EventTypeDef>), StoreError> {
+        let categories = sqlx::query("SELECT name, active, strict FROM categories")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|r| CategoryDef { name: r.get("name"), active: r.get("active"), strict: r.get("strict") })
+            .collect();
+        let types = sqlx::query(
+            "SELECT c.name AS category, t.name, t.schema FROM event_types t JOIN categories c ON c.id = t.category_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(|r| EventTypeDef { category: r.get("category"), name: r.get("name"), schema: r.get("schema") })
+        .collect();
+        Ok((categories, types))
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        write_in(&mut tx, batch).await?;
+        tx.commit().await.map_err(classify)?;
+        // Two workers may commit an event and an error with one id at the same
+        // moment, each unable to see the other's uncommitted row. Whichever
+        // commits second sees the first here, so running this after every
+        // commit leaves the event alone, as the rule says. A crash before it
+        // runs leaves the batch unacknowledged: the redelivered write removes
+        // the error inside its own transaction.
+        let ids: Vec<Uuid> =
+            batch.events.iter().map(|e| e.event.event_id).chain(batch.errors.iter().map(|e| e.event_id)).collect();
+        sqlx::query(
+            "DELETE FROM event_errors e WHERE e.event_id = ANY($1)
+                 AND EXISTS (SELECT 1 FROM events v WHERE v.event_id = e.event_id)",
+        )
+        .bind(&ids)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn maintain(&self) -> Result<(), StoreError> {
+        // Last month to three months ahead: a worker that runs at least once a
+        // quarter keeps every current event out of the default partition. Two
+        // processes creating the same partition at once: one gets a duplicate
+        // error, and the next run finds the partition there.
+        sqlx::query("SELECT the_eye_ensure_partitions(1, 3)").execute(&self.pool).await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventReader for PostgresStore {
+    async fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE"));
+        if let Some(v) = &q.session_id {
+            qb.push(" AND session_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = &q.category {
+            qb.push(" AND category = ").push_bind(v.clone());
+        }
+        if let Some(v) = &q.name {
+            qb.push(" AND name = ").push_bind(v.clone());
+        }
+        if let Some(v) = q.from {
+            qb.push(" AND occurred_at >= ").push_bind(v.as_datetime());
+        }
+        if let Some(v) = q.to {
+            qb.push(" AND occurred_at < ").push_bind(v.as_datetime());
+        }
+        if let Some(v) = &q.search {
+            let v = without_nul(v);
+            qb.push(" AND (session_id = ")
+                .push_bind(v.clone())
+                .push(" OR strpos(data::text, ")
+                .push_bind(v)
+                .push(") > 0)");
+        }
+        let (cmp, dir) = match q.order {
+            Order::Desc => ("<", "DESC"),
+            Order::Asc => (">", "ASC"),
+        };
+        if let Some(c) = q.after {
+            qb.push(format!(" AND (occurred_at, id) {cmp} ("))
+                .push_bind(micros_to_time(c.timestamp_micros)?)
+                .push(", ")
+                .push_bind(c.row_id)
+                .push(")");
+        }
+        qb.push(format!(" ORDER BY occurred_at {dir}, id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
+        let items = rows.iter().map(Self::event_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, q.limit, |e| EventCursor {
+            timestamp_micros: e.timestamp.micros(),
+            row_id: e.row_id,
+        }))
+    }
+
+    async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(Self::event_from_row).transpose()
+    }
+
+    async fn errors(&self, q: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT id, event_id, raw, reasons::text AS reasons, received_at, application, category, original_raw,
+                    edited_by
+             FROM event_errors WHERE TRUE",
+        );
+        if !q.ids.is_empty() {
+            qb.push(" AND id = ANY(").push_bind(q.ids.clone()).push(")");
+        }
+        if let Some(v) = &q.reason {
+            qb.push(" AND reasons @> ").push_bind(serde_json::json!([{ "code": without_nul(v) }])).push("::jsonb");
+        }
+        if let Some(v) = &q.category {
+            qb.push(" AND category = ").push_bind(without_nul(v));
+        }
+        if let Some(v) = q.from {
+            qb.push(" AND received_at >= ").push_bind(v.as_datetime());
+        }
+        if let Some(v) = q.to {
+            qb.push(" AND received_at < ").push_bind(v.as_datetime());
+        }
+        if let Some(after) = q.after {
+            qb.push(" AND id < ").push_bind(after);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64 + 1);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
+        let items = rows.iter().map(Self::error_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, q.limit, |e| e.id))
+    }
+
+    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError> {
+        let end = since + chrono::Duration::seconds(bucket_secs * buckets);
+        let mut activity = Activity::default();
+        for (sql, out) in [
+            (
+                "SELECT floor(extract(epoch FROM occurred_at - $1) / $2)::bigint AS b, category, COUNT(*)
+                 FROM events WHERE occurred_at >= $1 AND occurred_at < $3 GROUP BY b, category",
+                &mut activity.events,
+            ),
+            (
+                "SELECT floor(extract(epoch FROM received_at - $1) / $2)::bigint AS b, coalesce(category, '') AS c,
+                        COUNT(*)
+                 FROM event_errors WHERE received_at >= $1 AND received_at < $3 GROUP BY b, c",
+                &mut activity.errors,
+            ),
+        ] {
+            *out = sqlx::query_as(sql)
+                .bind(since)
+                .bind(bucket_secs as f64)
+                .bind(end)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(activity)
+    }
+
+    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError> {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events WHERE occurred_at >= $1),
+                    (SELECT COUNT(*) FROM event_errors WHERE received_at >= $1)",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+}

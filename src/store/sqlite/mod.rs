@@ -1,0 +1,159 @@
+//! The SQLite store: the embedded default, one file in the data dir.
+//!
+//! One write connection (SQLite has one writer anyway; a pool of writers would
+//! only contend for the lock) and a small pool of readers, all in WAL mode so
+//! reads never wait for the worker's writes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use uuid::Uuid;
+
+use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
+use crate::store::{
+    Activity, ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, Store, StoreError, StoredError, StoredEvent,
+    WriteBatch,
+};
+
+mod curation;
+mod events;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Rows per multi-row INSERT: 8 parameters each, far below SQLite's limit.
+const INSERT_CHUNK: usize = 100;
+
+/// SQLite implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+/// Sorts sqlx errors into "try again later" and "this data will never go in".
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            // SQLITE_BUSY, LOCKED, IOERR, FULL, CANTOPEN and their extended codes.
+            let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+            match primary {
+                Some(5 | 6 | 10 | 13 | 14) => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Rejected(e.to_string()),
+            }
+        }
+        sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => StoreError::Rejected(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+fn time(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Unavailable(format!("bad time {micros}")))
+}
+
+fn uuid(bytes: &[u8]) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("bad uuid in store: {e}")))
+}
+
+impl SqliteStore {
+    /// Connects to (creating if needed) the database at `url`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Setup(format!("bad SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The spool entry is deleted once this commit returns, so the commit must
+            // survive power loss too, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Setup(format!("creating {}: {e}", dir.display())))?;
+            }
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        Ok(Self { writer, reader })
+    }
+
+    fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+        let data: String = row.get("data");
+        Ok(StoredEvent {
+            row_id: row.get("id"),
+            event_id: uuid(row.get::<&[u8], _>("event_id"))?,
+            session_id: row.get("session_id"),
+            category: row.get("category"),
+            name: row.get("name"),
+            data: RawValue::from_string(data).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            timestamp: Timestamp::from_micros(row.get("occurred_at"))
+                .ok_or_else(|| StoreError::Unavailable("bad occurred_at".into()))?,
+            received_at: time(row.get("received_at"))?,
+            application: row.get("application"),
+        })
+    }
+
+    fn error_from_row(row: &SqliteRow) -> Result<StoredError, StoreError> {
+        let reasons: String = row.get("reasons");
+        Ok(StoredError {
+            id: row.get("id"),
+            event_id: uuid(row.get::<&[u8], _>("event_id"))?,
+            raw: row.get("raw"),
+            reasons: serde_json::from_str(&reasons).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            received_at: time(row.get("received_at"))?,
+            application: row.get("application"),
+            category: row.get("category"),
+            original_raw: row.get("original_raw"),
+            edited_by: row.get("edited_by"),
+        })
+    }
+}
+
+// The dialect the shared queries (`store::shared`) expand against.
+
+/// A time as this schema keeps it: microseconds since the epoch.
+fn db_time(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// A time column, from microseconds.
+fn read_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    time(row.get(column))
+}
+
+/// Text as it is bound: SQLite takes any string.
+fn text(s: &str) -> String {
+    s.to_string()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.writer).await.map_err(|e| StoreError::Setup(format!("migrating: {e}")))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+impl_access!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
+impl_curation!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
