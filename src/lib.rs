@@ -35,6 +35,7 @@
 //! - [`paging`]: `limit`, time bounds and keyset cursors, for the API and the admin.
 //! - [`rate`]: rate limits (GCRA) keyed by address or application, on the app's clock.
 //! - [`peer`]: the client's address, directly or through a trusted proxy.
+//! - [`templates`]: every HTML template, in one strict environment.
 //! - [`telemetry`]: logs that can never stop the pipeline.
 //! - [`admin`]: the admin panel: users (`createsuperuser`, argon2id), login,
 //!   sessions, CSRF, security headers; dashboard, events, sessions, errors with
@@ -60,5 +61,6 @@ pub mod server;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod templates;
 pub mod website;
 pub mod worker;

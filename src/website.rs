@@ -7,8 +7,6 @@
 //!   event), then a thank-you page. Its pages carry the key of the `demo`
 //!   application, which `serve` creates for its own origins at first start.
 
-use std::sync::LazyLock;
-
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -19,24 +17,6 @@ use crate::app::AppState;
 
 /// The application whose key the demo website's pages carry.
 pub const DEMO_APP: &str = "demo";
-
-/// The site's templates, by name, compiled into the binary.
-const TEMPLATE_SOURCES: &[(&str, &str)] = &[
-    ("website/base.html", include_str!("../templates/website/base.html")),
-    ("website/home.html", include_str!("../templates/website/home.html")),
-    ("website/form.html", include_str!("../templates/website/form.html")),
-    ("website/thanks.html", include_str!("../templates/website/thanks.html")),
-];
-
-static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
-    let mut env = minijinja::Environment::new();
-    for (name, source) in TEMPLATE_SOURCES {
-        if let Err(e) = env.add_template(name, source) {
-            tracing::error!(template = name, error = %e, "website template does not compile");
-        }
-    }
-    env
-});
 
 /// The tracker and website routes.
 pub fn routes() -> Router<AppState> {
@@ -80,7 +60,7 @@ async fn demo_key(state: &AppState) -> Option<String> {
 
 async fn render(state: &AppState, name: &str) -> Response {
     let key = demo_key(state).await;
-    match TEMPLATES.get_template(name).and_then(|t| t.render(minijinja::context! { key })) {
+    match crate::templates::render(name, minijinja::context! { key }) {
         Ok(html) => {
             let mut response = Html(html).into_response();
             response.headers_mut().insert(
@@ -109,16 +89,4 @@ async fn form(State(state): State<AppState>) -> Response {
 /// The form's target: the demo keeps nothing; the tracker already sent the event.
 async fn thanks(State(state): State<AppState>) -> Response {
     render(&state, "website/thanks.html").await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_template_compiles() {
-        for (name, _) in TEMPLATE_SOURCES {
-            assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
-        }
-    }
 }

@@ -51,41 +51,6 @@ const DEVICE_DAYS: i64 = 365;
 /// How long a session lasts.
 const SESSION_HOURS: i64 = 8;
 
-/// Every template, by name, compiled into the binary.
-const TEMPLATE_SOURCES: &[(&str, &str)] = &[
-    ("admin/base.html", include_str!("../../templates/admin/base.html")),
-    ("admin/login.html", include_str!("../../templates/admin/login.html")),
-    ("admin/dashboard.html", include_str!("../../templates/admin/dashboard.html")),
-    ("admin/message.html", include_str!("../../templates/admin/message.html")),
-    ("admin/events.html", include_str!("../../templates/admin/events.html")),
-    ("admin/event.html", include_str!("../../templates/admin/event.html")),
-    ("admin/session.html", include_str!("../../templates/admin/session.html")),
-    ("admin/confirm.html", include_str!("../../templates/admin/confirm.html")),
-    ("admin/password.html", include_str!("../../templates/admin/password.html")),
-    ("admin/errors.html", include_str!("../../templates/admin/errors.html")),
-    ("admin/error.html", include_str!("../../templates/admin/error.html")),
-    ("admin/categories.html", include_str!("../../templates/admin/categories.html")),
-    ("admin/category.html", include_str!("../../templates/admin/category.html")),
-    ("admin/event_type.html", include_str!("../../templates/admin/event_type.html")),
-    ("admin/applications.html", include_str!("../../templates/admin/applications.html")),
-    ("admin/application.html", include_str!("../../templates/admin/application.html")),
-    ("admin/log.html", include_str!("../../templates/admin/log.html")),
-];
-
-static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
-    let mut env = minijinja::Environment::new();
-    // `urlencode` keeps `/` (right for query values); a path segment such as a
-    // session id needs it encoded too, or `/admin/sessions/a/b/` is another route.
-    env.add_filter("segment", |value: String| percent_encode(&value, b"-_.~"));
-    // Names ending in .html are autoescaped; every template here is one.
-    for (name, source) in TEMPLATE_SOURCES {
-        if let Err(e) = env.add_template(name, source) {
-            tracing::error!(template = name, error = %e, "admin template does not compile");
-        }
-    }
-    env
-});
-
 pub use super::throttle::LoginThrottle;
 
 /// A page of a signed-in user: the layout gets the user's name and CSRF token.
@@ -145,7 +110,7 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
 }
 
 fn render(name: &str, ctx: minijinja::Value) -> Response {
-    match TEMPLATES.get_template(name).and_then(|t| t.render(ctx)) {
+    match crate::templates::render(name, ctx) {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(template = name, error = %e, "admin template failed");
@@ -459,21 +424,7 @@ async fn login(
     response
 }
 
-/// Percent-encodes everything but ASCII letters, digits and `keep`.
-pub(super) fn percent_encode(value: &str, keep: &[u8]) -> String {
-    value
-        .bytes()
-        .map(
-            |b| {
-                if b.is_ascii_alphanumeric() || keep.contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            },
-        )
-        .collect()
-}
+pub(super) use crate::templates::percent_encode;
 
 /// The synchronizer check every state-changing form of a session goes through.
 fn csrf_ok(session: &AdminSession, submitted: &str) -> bool {
@@ -490,7 +441,7 @@ async fn logout(State(state): State<AppState>, Extension(session): Extension<Adm
 }
 
 async fn password_form(Extension(session): Extension<AdminSession>) -> Response {
-    page(&session, "admin/password.html", minijinja::context! {})
+    page(&session, "admin/password.html", minijinja::context! { errors => Vec::<String>::new() })
 }
 
 #[derive(Debug, Deserialize)]
@@ -536,7 +487,7 @@ async fn change_password(
         Err(e) => return unavailable(e),
     }
     audit(&state, &session, "change password", &session.username, "other sessions ended".into()).await;
-    page(&session, "admin/password.html", minijinja::context! { done => true })
+    page(&session, "admin/password.html", minijinja::context! { done => true, errors => Vec::<String>::new() })
 }
 
 async fn audit_log(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
@@ -577,12 +528,5 @@ mod tests {
     fn secrets_compare_by_content() {
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd") && !same_secret("abc", "ab"));
-    }
-
-    #[test]
-    fn every_template_compiles() {
-        for (name, _) in TEMPLATE_SOURCES {
-            assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
-        }
     }
 }
