@@ -2,18 +2,19 @@
 //! reactivate. Changes reach this node's ingest at once and other nodes within
 //! `catalog_refresh_secs`.
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use serde::Deserialize;
 
-use super::web::{audit, confirm, message, page_with, percent_encode, unavailable};
+use super::kit::{Admin, AdminError, AdminResult};
+use super::web::percent_encode;
 use crate::app::AppState;
 use crate::domain::application::{check_app_name, new_key, parse_origins};
 use crate::domain::Application;
-use crate::store::{AdminSession, StoreError};
+use crate::store::StoreError;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -23,10 +24,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/applications/{name}/rotate/", get(rotate_form).post(rotate))
         .route("/admin/applications/{name}/revoke/", get(revoke_form).post(revoke))
         .route("/admin/applications/{name}/activate/", post(activate))
-}
-
-fn not_found() -> Response {
-    message(StatusCode::NOT_FOUND, "Not found", "There is no application with this name.")
 }
 
 fn url_of(name: &str) -> String {
@@ -47,66 +44,50 @@ struct CreateForm {
     origins: String,
 }
 
-async fn list(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
-    list_page(&state, &session, None, &CreateForm::default(), StatusCode::OK).await
+async fn list(admin: Admin) -> AdminResult {
+    list_page(&admin, None, &CreateForm::default(), StatusCode::OK).await
 }
 
-async fn list_page(
-    state: &AppState,
-    session: &AdminSession,
-    error: Option<String>,
-    form: &CreateForm,
-    status: StatusCode,
-) -> Response {
-    match state.store.applications().await {
-        Ok(apps) => {
-            let apps: Vec<_> = apps.iter().map(view).collect();
-            page_with(
-                status,
-                session,
-                "admin/applications.html",
-                minijinja::context! { apps, error, form => minijinja::Value::from_serialize(form) },
-            )
-        }
-        Err(e) => unavailable(e),
-    }
+async fn list_page(admin: &Admin, error: Option<String>, form: &CreateForm, status: StatusCode) -> AdminResult {
+    let apps: Vec<_> = admin.state.store.applications().await?.iter().map(view).collect();
+    Ok(admin.page_with(
+        status,
+        "admin/applications.html",
+        minijinja::context! { apps, error, form => minijinja::Value::from_serialize(form) },
+    ))
 }
 
 /// Tells this node's ingest at once; a failure only delays it to the next refresh.
-async fn refresh(state: &AppState) {
-    if let Err(e) = state.apps.refresh().await {
+async fn refresh(admin: &Admin) {
+    if let Err(e) = admin.state.apps.refresh().await {
         tracing::warn!(error = %e, "cannot refresh the applications cache after an admin change");
     }
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Form(form): Form<CreateForm>,
-) -> Response {
+async fn create(admin: Admin, Form(form): Form<CreateForm>) -> AdminResult {
     let name = form.name.trim().to_string();
     let checked = check_app_name(&name).and_then(|()| parse_origins(form.origins.lines()));
     let origins = match checked {
         Ok(o) => o,
-        Err(e) => return list_page(&state, &session, Some(format!("{e}.")), &form, StatusCode::BAD_REQUEST).await,
+        Err(e) => return list_page(&admin, Some(format!("{e}.")), &form, StatusCode::BAD_REQUEST).await,
     };
     let app = Application { name: name.clone(), key: new_key(), origins, active: true };
-    match state.store.create_application(&app).await {
-        Ok(()) => {
-            refresh(&state).await;
-            audit(&state, &session, "create application", &name, format!("origins {:?}", app.origins)).await;
-            Redirect::to(&url_of(&name)).into_response()
-        }
+    match admin.state.store.create_application(&app).await {
         Err(StoreError::Rejected(_)) => {
             let e = format!("An application named {name:?} already exists.");
-            list_page(&state, &session, Some(e), &form, StatusCode::BAD_REQUEST).await
+            return list_page(&admin, Some(e), &form, StatusCode::BAD_REQUEST).await;
         }
-        Err(e) => unavailable(e),
+        other => other?,
     }
+    refresh(&admin).await;
+    admin.audit("create application", &name, format!("origins {:?}", app.origins)).await;
+    Ok(Redirect::to(&url_of(&name)).into_response())
 }
 
-async fn find(state: &AppState, name: &str) -> Result<Option<Application>, StoreError> {
-    Ok(state.store.applications().await?.into_iter().find(|a| a.name == name))
+/// The application named `name`, or the not-found page.
+async fn find(admin: &Admin, name: &str) -> Result<Application, AdminError> {
+    let apps = admin.state.store.applications().await?;
+    apps.into_iter().find(|a| a.name == name).ok_or(AdminError::NotFound("application"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,18 +96,13 @@ struct DetailParams {
     done: Option<String>,
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(name): Path<String>,
-    Query(p): Query<DetailParams>,
-) -> Response {
-    let app = found!(find(&state, &name).await, not_found());
-    app_page(&session, &app, None, None, p.done, StatusCode::OK)
+async fn detail(admin: Admin, Path(name): Path<String>, Query(p): Query<DetailParams>) -> AdminResult {
+    let app = find(&admin, &name).await?;
+    Ok(app_page(&admin, &app, None, None, p.done, StatusCode::OK))
 }
 
 fn app_page(
-    session: &AdminSession,
+    admin: &Admin,
     app: &Application,
     origins_text: Option<&str>,
     error: Option<String>,
@@ -134,12 +110,7 @@ fn app_page(
     status: StatusCode,
 ) -> Response {
     let origins_text = origins_text.map(str::to_string).unwrap_or_else(|| app.origins.join("\n"));
-    page_with(
-        status,
-        session,
-        "admin/application.html",
-        minijinja::context! { a => view(app), origins_text, error, done },
-    )
+    admin.page_with(status, "admin/application.html", minijinja::context! { a => view(app), origins_text, error, done })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,33 +119,24 @@ struct OriginsForm {
     origins: String,
 }
 
-async fn set_origins(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(name): Path<String>,
-    Form(form): Form<OriginsForm>,
-) -> Response {
-    let app = found!(find(&state, &name).await, not_found());
+async fn set_origins(admin: Admin, Path(name): Path<String>, Form(form): Form<OriginsForm>) -> AdminResult {
+    let app = find(&admin, &name).await?;
     let origins = match parse_origins(form.origins.lines()) {
         Ok(o) => o,
         Err(e) => {
-            return app_page(&session, &app, Some(&form.origins), Some(format!("{e}.")), None, StatusCode::BAD_REQUEST)
+            let error = Some(format!("{e}."));
+            return Ok(app_page(&admin, &app, Some(&form.origins), error, None, StatusCode::BAD_REQUEST));
         }
     };
-    match state.store.set_application_origins(&name, &origins).await {
-        Ok(_) => {
-            refresh(&state).await;
-            audit(&state, &session, "edit origins", &name, format!("{:?} → {origins:?}", app.origins)).await;
-            Redirect::to(&format!("{}?done=origins", url_of(&name))).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+    admin.state.store.set_application_origins(&name, &origins).await?;
+    refresh(&admin).await;
+    admin.audit("edit origins", &name, format!("{:?} → {origins:?}", app.origins)).await;
+    Ok(Redirect::to(&format!("{}?done=origins", url_of(&name))).into_response())
 }
 
-async fn rotate_form(Extension(session): Extension<AdminSession>, Path(name): Path<String>) -> Response {
+async fn rotate_form(admin: Admin, Path(name): Path<String>) -> Response {
     let url = url_of(&name);
-    confirm(
-        &session,
+    admin.confirm(
         "Rotate this application's key?",
         &format!("{name:?} gets a new key. The current key stops working at once: update every page or server that sends with it."),
         &format!("{url}rotate/"),
@@ -182,26 +144,18 @@ async fn rotate_form(Extension(session): Extension<AdminSession>, Path(name): Pa
     )
 }
 
-async fn rotate(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(name): Path<String>,
-) -> Response {
-    match state.store.set_application_key(&name, &new_key()).await {
-        Ok(true) => {
-            refresh(&state).await;
-            audit(&state, &session, "rotate key", &name, String::new()).await;
-            Redirect::to(&format!("{}?done=rotated", url_of(&name))).into_response()
-        }
-        Ok(false) => not_found(),
-        Err(e) => unavailable(e),
+async fn rotate(admin: Admin, Path(name): Path<String>) -> AdminResult {
+    if !admin.state.store.set_application_key(&name, &new_key()).await? {
+        return Err(AdminError::NotFound("application"));
     }
+    refresh(&admin).await;
+    admin.audit("rotate key", &name, String::new()).await;
+    Ok(Redirect::to(&format!("{}?done=rotated", url_of(&name))).into_response())
 }
 
-async fn revoke_form(Extension(session): Extension<AdminSession>, Path(name): Path<String>) -> Response {
+async fn revoke_form(admin: Admin, Path(name): Path<String>) -> Response {
     let url = url_of(&name);
-    confirm(
-        &session,
+    admin.confirm(
         "Revoke this application?",
         &format!("Events sent with {name:?}'s key will be refused (401) until it is reactivated."),
         &format!("{url}revoke/"),
@@ -209,38 +163,21 @@ async fn revoke_form(Extension(session): Extension<AdminSession>, Path(name): Pa
     )
 }
 
-async fn revoke(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(name): Path<String>,
-) -> Response {
-    set_active(&state, &session, &name, false).await
+async fn revoke(admin: Admin, Path(name): Path<String>) -> AdminResult {
+    set_active(&admin, &name, false).await
 }
 
-async fn activate(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(name): Path<String>,
-) -> Response {
-    set_active(&state, &session, &name, true).await
+async fn activate(admin: Admin, Path(name): Path<String>) -> AdminResult {
+    set_active(&admin, &name, true).await
 }
 
-async fn set_active(state: &AppState, session: &AdminSession, name: &str, active: bool) -> Response {
-    match state.store.set_application_active(name, active).await {
-        Ok(true) => {
-            refresh(state).await;
-            audit(
-                state,
-                session,
-                if active { "reactivate application" } else { "revoke application" },
-                name,
-                String::new(),
-            )
-            .await;
-            let done = if active { "activated" } else { "revoked" };
-            Redirect::to(&format!("{}?done={done}", url_of(name))).into_response()
-        }
-        Ok(false) => not_found(),
-        Err(e) => unavailable(e),
+async fn set_active(admin: &Admin, name: &str, active: bool) -> AdminResult {
+    if !admin.state.store.set_application_active(name, active).await? {
+        return Err(AdminError::NotFound("application"));
     }
+    refresh(admin).await;
+    let action = if active { "reactivate application" } else { "revoke application" };
+    admin.audit(action, name, String::new()).await;
+    let done = if active { "activated" } else { "revoked" };
+    Ok(Redirect::to(&format!("{}?done={done}", url_of(name))).into_response())
 }

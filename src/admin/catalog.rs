@@ -2,18 +2,18 @@
 //! Schema is compiled before it is saved, and a preview shows which recent
 //! errors of its category the change would let through.
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use serde::Deserialize;
 
-use super::web::{audit, message, page_with, unavailable};
+use super::kit::{Admin, AdminError, AdminResult};
 use crate::app::AppState;
 use crate::domain::catalog::compile_schema;
 use crate::domain::{validate_json, Catalog, EventTypeDef, Timestamp};
-use crate::store::{AdminSession, Category, ErrorQuery, EventType, StoreError};
+use crate::store::{Category, ErrorQuery, EventType, StoreError};
 
 /// How many of a category's newest errors the preview tries.
 const PREVIEW_ERRORS: usize = 200;
@@ -24,10 +24,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/categories/{id}/", get(edit).post(update))
         .route("/admin/categories/{id}/types/", axum::routing::post(save_type))
         .route("/admin/categories/{id}/types/{type_id}/", get(edit_type).post(save_type_with_id))
-}
-
-fn not_found() -> Response {
-    message(StatusCode::NOT_FOUND, "Not found", "There is no such category or event type.")
 }
 
 fn category_view(c: &Category) -> minijinja::Value {
@@ -41,29 +37,17 @@ fn category_view(c: &Category) -> minijinja::Value {
     }
 }
 
-async fn list(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
-    list_page(&state, &session, None, &CategoryForm::default(), StatusCode::OK).await
+async fn list(admin: Admin) -> AdminResult {
+    list_page(&admin, None, &CategoryForm::default(), StatusCode::OK).await
 }
 
-async fn list_page(
-    state: &AppState,
-    session: &AdminSession,
-    error: Option<String>,
-    form: &CategoryForm,
-    status: StatusCode,
-) -> Response {
-    match state.store.categories().await {
-        Ok(categories) => {
-            let categories: Vec<_> = categories.iter().map(category_view).collect();
-            page_with(
-                status,
-                session,
-                "admin/categories.html",
-                minijinja::context! { categories, error, form => minijinja::Value::from_serialize(form) },
-            )
-        }
-        Err(e) => unavailable(e),
-    }
+async fn list_page(admin: &Admin, error: Option<String>, form: &CategoryForm, status: StatusCode) -> AdminResult {
+    let categories: Vec<_> = admin.state.store.categories().await?.iter().map(category_view).collect();
+    Ok(admin.page_with(
+        status,
+        "admin/categories.html",
+        minijinja::context! { categories, error, form => minijinja::Value::from_serialize(form) },
+    ))
 }
 
 /// The category form: checkboxes are absent when unticked.
@@ -86,13 +70,9 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Form(form): Form<CategoryForm>,
-) -> Response {
+async fn create(admin: Admin, Form(form): Form<CategoryForm>) -> AdminResult {
     if let Err(e) = check_name(&form.name, "category") {
-        return list_page(&state, &session, Some(e), &form, StatusCode::BAD_REQUEST).await;
+        return list_page(&admin, Some(e), &form, StatusCode::BAD_REQUEST).await;
     }
     let category = Category {
         id: None,
@@ -102,66 +82,52 @@ async fn create(
         strict: form.strict.is_some(),
         types: Vec::new(),
     };
-    match state.store.save_category(&category).await {
-        Ok(id) => {
-            audit(&state, &session, "create category", &category.name, String::new()).await;
-            Redirect::to(&format!("/admin/categories/{id}/")).into_response()
-        }
+    let id = match admin.state.store.save_category(&category).await {
         Err(StoreError::Rejected(_)) => {
             let e = format!("A category named {:?} already exists.", form.name);
-            list_page(&state, &session, Some(e), &form, StatusCode::BAD_REQUEST).await
+            return list_page(&admin, Some(e), &form, StatusCode::BAD_REQUEST).await;
         }
-        Err(e) => unavailable(e),
-    }
+        other => other?,
+    };
+    admin.audit("create category", &category.name, String::new()).await;
+    Ok(Redirect::to(&format!("/admin/categories/{id}/")).into_response())
 }
 
-async fn find(state: &AppState, id: i64) -> Result<Option<Category>, StoreError> {
-    Ok(state.store.categories().await?.into_iter().find(|c| c.id == Some(id)))
+/// The category with this id, or the not-found page.
+async fn find(admin: &Admin, id: i64) -> Result<Category, AdminError> {
+    let categories = admin.state.store.categories().await?;
+    categories.into_iter().find(|c| c.id == Some(id)).ok_or(AdminError::NotFound("category"))
 }
 
-async fn edit(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<i64>,
-) -> Response {
-    let c = found!(find(&state, id).await, not_found());
-    category_page(&session, &c, None, &TypeForm::default(), StatusCode::OK)
+async fn edit(admin: Admin, Path(id): Path<i64>) -> AdminResult {
+    let c = find(&admin, id).await?;
+    Ok(category_page(&admin, &c, None, &TypeForm::default(), StatusCode::OK))
 }
 
 fn category_page(
-    session: &AdminSession,
+    admin: &Admin,
     c: &Category,
     error: Option<String>,
     type_form: &TypeForm,
     status: StatusCode,
 ) -> Response {
-    page_with(
+    admin.page_with(
         status,
-        session,
         "admin/category.html",
         minijinja::context! { c => category_view(c), error, t => minijinja::Value::from_serialize(type_form) },
     )
 }
 
-async fn update(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<i64>,
-    Form(form): Form<CategoryForm>,
-) -> Response {
-    let mut category = found!(find(&state, id).await, not_found());
+async fn update(admin: Admin, Path(id): Path<i64>, Form(form): Form<CategoryForm>) -> AdminResult {
+    let mut category = find(&admin, id).await?;
     let before = format!("active={} strict={}", category.active, category.strict);
     category.description = form.description.trim().to_string();
     category.active = form.active.is_some();
     category.strict = form.strict.is_some();
-    match state.store.save_category(&category).await {
-        Ok(_) => {
-            let after = format!("active={} strict={}", category.active, category.strict);
-            audit(&state, &session, "edit category", &category.name, format!("{before} → {after}")).await;
-            Redirect::to(&format!("/admin/categories/{id}/?saved=1")).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+    admin.state.store.save_category(&category).await?;
+    let after = format!("active={} strict={}", category.active, category.strict);
+    admin.audit("edit category", &category.name, format!("{before} → {after}")).await;
+    Ok(Redirect::to(&format!("/admin/categories/{id}/?saved=1")).into_response())
 }
 
 /// The event-type form; `action` is `save`, `preview` or `delete`.
@@ -184,42 +150,32 @@ fn parse_schema(text: &str) -> Result<Option<serde_json::Value>, String> {
     Ok(Some(value))
 }
 
-async fn save_type(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<i64>,
-    Form(form): Form<TypeForm>,
-) -> Response {
-    handle_type(&state, &session, id, None, form).await
+async fn save_type(admin: Admin, Path(id): Path<i64>, Form(form): Form<TypeForm>) -> AdminResult {
+    handle_type(&admin, id, None, form).await
 }
 
 async fn save_type_with_id(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
+    admin: Admin,
     Path((id, type_id)): Path<(i64, i64)>,
     Form(form): Form<TypeForm>,
-) -> Response {
-    handle_type(&state, &session, id, Some(type_id), form).await
+) -> AdminResult {
+    handle_type(&admin, id, Some(type_id), form).await
 }
 
-async fn edit_type(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path((id, type_id)): Path<(i64, i64)>,
-) -> Response {
-    let category = found!(find(&state, id).await, not_found());
-    let Some(t) = category.types.iter().find(|t| t.id == Some(type_id)) else { return not_found() };
+async fn edit_type(admin: Admin, Path((id, type_id)): Path<(i64, i64)>) -> AdminResult {
+    let category = find(&admin, id).await?;
+    let t = category.types.iter().find(|t| t.id == Some(type_id)).ok_or(AdminError::NotFound("event type"))?;
     let form = TypeForm {
         name: t.name.clone(),
         description: t.description.clone(),
         schema: t.schema.as_ref().and_then(|s| serde_json::to_string_pretty(s).ok()).unwrap_or_default(),
         action: String::new(),
     };
-    type_page(&session, &category, Some(type_id), &form, None, None, StatusCode::OK)
+    Ok(type_page(&admin, &category, Some(type_id), &form, None, None, StatusCode::OK))
 }
 
 fn type_page(
-    session: &AdminSession,
+    admin: &Admin,
     c: &Category,
     type_id: Option<i64>,
     form: &TypeForm,
@@ -227,9 +183,8 @@ fn type_page(
     preview: Option<minijinja::Value>,
     status: StatusCode,
 ) -> Response {
-    page_with(
+    admin.page_with(
         status,
-        session,
         "admin/event_type.html",
         minijinja::context! {
             c => category_view(c), type_id, t => minijinja::Value::from_serialize(form), error, preview,
@@ -237,35 +192,24 @@ fn type_page(
     )
 }
 
-async fn handle_type(
-    state: &AppState,
-    session: &AdminSession,
-    id: i64,
-    type_id: Option<i64>,
-    form: TypeForm,
-) -> Response {
-    let category = found!(find(state, id).await, not_found());
+async fn handle_type(admin: &Admin, id: i64, type_id: Option<i64>, form: TypeForm) -> AdminResult {
+    let category = find(admin, id).await?;
     let existing = type_id.and_then(|tid| category.types.iter().find(|t| t.id == Some(tid)).cloned());
     if type_id.is_some() && existing.is_none() {
-        return not_found();
+        return Err(AdminError::NotFound("event type"));
     }
     let back = |error: String| {
-        if type_id.is_none() && form.action != "preview" {
-            category_page(session, &category, Some(error), &form, StatusCode::BAD_REQUEST)
+        Ok(if type_id.is_none() && form.action != "preview" {
+            category_page(admin, &category, Some(error), &form, StatusCode::BAD_REQUEST)
         } else {
-            type_page(session, &category, type_id, &form, Some(error), None, StatusCode::BAD_REQUEST)
-        }
+            type_page(admin, &category, type_id, &form, Some(error), None, StatusCode::BAD_REQUEST)
+        })
     };
     if form.action == "delete" {
-        let Some(t) = existing else { return not_found() };
-        return match state.store.delete_event_type(type_id.unwrap_or_default()).await {
-            Ok(_) => {
-                audit(state, session, "delete event type", &format!("{}/{}", category.name, t.name), String::new())
-                    .await;
-                Redirect::to(&format!("/admin/categories/{id}/")).into_response()
-            }
-            Err(e) => unavailable(e),
-        };
+        let t = existing.ok_or(AdminError::NotFound("event type"))?;
+        admin.state.store.delete_event_type(type_id.unwrap_or_default()).await?;
+        admin.audit("delete event type", &format!("{}/{}", category.name, t.name), String::new()).await;
+        return Ok(Redirect::to(&format!("/admin/categories/{id}/")).into_response());
     }
     let name = existing.as_ref().map(|t| t.name.clone()).unwrap_or_else(|| form.name.clone());
     if let Err(e) = check_name(&name, "event type") {
@@ -283,25 +227,20 @@ async fn handle_type(
         schema,
     };
     if form.action == "preview" {
-        return match preview(state, &category, &event_type).await {
-            Ok(p) => {
-                let form = TypeForm { name, ..form };
-                type_page(session, &category, type_id, &form, None, Some(p), StatusCode::OK)
-            }
-            Err(e) => unavailable(e),
-        };
+        let p = preview(&admin.state, &category, &event_type).await?;
+        let form = TypeForm { name, ..form };
+        return Ok(type_page(admin, &category, type_id, &form, None, Some(p), StatusCode::OK));
     }
-    match state.store.save_event_type(&event_type).await {
-        Ok(saved) => {
-            let detail =
-                event_type.schema.as_ref().map(|s| format!("schema {s}")).unwrap_or_else(|| "no schema".into());
-            let action = if type_id.is_some() { "edit event type" } else { "create event type" };
-            audit(state, session, action, &format!("{}/{}", category.name, name), detail).await;
-            Redirect::to(&format!("/admin/categories/{id}/types/{saved}/?saved=1")).into_response()
+    let saved = match admin.state.store.save_event_type(&event_type).await {
+        Err(StoreError::Rejected(_)) => {
+            return back(format!("{:?} already has an event type named {name:?}.", category.name))
         }
-        Err(StoreError::Rejected(_)) => back(format!("{:?} already has an event type named {name:?}.", category.name)),
-        Err(e) => unavailable(e),
-    }
+        other => other?,
+    };
+    let detail = event_type.schema.as_ref().map(|s| format!("schema {s}")).unwrap_or_else(|| "no schema".into());
+    let action = if type_id.is_some() { "edit event type" } else { "create event type" };
+    admin.audit(action, &format!("{}/{}", category.name, name), detail).await;
+    Ok(Redirect::to(&format!("/admin/categories/{id}/types/{saved}/?saved=1")).into_response())
 }
 
 /// Which of the category's newest errors would pass with this event type as

@@ -2,17 +2,16 @@
 //! stacked bar charts by category (SVG drawn on the server, no script), totals,
 //! the error rate, the queue's depth and the newest events.
 
-use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::extract::Query;
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
 use super::events::event_row;
-use super::web::{page, unavailable};
+use super::kit::{Admin, AdminResult};
 use crate::app::AppState;
-use crate::store::{AdminSession, EventQuery, Order};
+use crate::store::{EventQuery, Order};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/admin/", get(dashboard))
@@ -119,32 +118,20 @@ fn legend_name(totals: &[(String, i64)], series: usize, top: usize) -> String {
     }
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Query(q): Query<RangeParam>,
-) -> Response {
+async fn dashboard(admin: Admin, Query(q): Query<RangeParam>) -> AdminResult {
+    let state = &admin.state;
     let range = RANGES.iter().copied().find(|r| Some(r.name) == q.range.as_deref()).unwrap_or(RANGES[0]);
     let now = state.clock.now();
     let since = start_of(range, now);
-    let activity = match state.store.activity(since, range.bucket_secs, range.buckets).await {
-        Ok(a) => a,
-        Err(e) => return unavailable(e),
-    };
-    let (events_total, errors_total) = match state.store.totals(since).await {
-        Ok(t) => t,
-        Err(e) => return unavailable(e),
-    };
-    let newest = match state.store.events(&EventQuery { limit: 10, order: Order::Desc, ..Default::default() }).await {
-        Ok(p) => p.items.iter().map(event_row).collect::<Vec<_>>(),
-        Err(e) => return unavailable(e),
-    };
+    let activity = state.store.activity(since, range.bucket_secs, range.buckets).await?;
+    let (events_total, errors_total) = state.store.totals(since).await?;
+    let newest_page = state.store.events(&EventQuery { limit: 10, order: Order::Desc, ..Default::default() }).await?;
+    let newest: Vec<_> = newest_page.items.iter().map(event_row).collect();
     let all = events_total + errors_total;
     let error_rate =
         if all == 0 { "—".to_string() } else { format!("{:.1} %", errors_total as f64 * 100.0 / all as f64) };
     let queue_depth = state.queue.depth().await.map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
-    page(
-        &session,
+    Ok(admin.page(
         "admin/dashboard.html",
         minijinja::context! {
             range => range.name,
@@ -153,7 +140,7 @@ async fn dashboard(
             errors_chart => chart(range, since, &activity.errors),
             events_total, errors_total, error_rate, queue_depth, newest,
         },
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -7,20 +7,20 @@
 
 use std::time::Instant;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::events::text;
-use super::web::{audit, confirm, message, page, page_with, pretty, unavailable};
+use super::kit::{Admin, AdminError, AdminResult};
+use super::web::pretty;
 use crate::app::AppState;
 use crate::domain::{validate_json, Catalog, Timestamp};
 use crate::paging::time_param;
-use crate::store::NewEvent;
-use crate::store::{AdminSession, ErrorQuery, Replay, StoreError, StoredError};
+use crate::store::{ErrorQuery, NewEvent, Replay, StoreError, StoredError};
 
 /// Errors per page, and per replay round.
 const PAGE: usize = 50;
@@ -117,44 +117,29 @@ fn error_row(e: &StoredError) -> minijinja::Value {
     }
 }
 
-async fn list(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Query(p): Query<ListParams>,
-) -> Response {
+async fn list(admin: Admin, Query(p): Query<ListParams>) -> AdminResult {
     let (query, error) = match p.f.query(PAGE, p.after) {
         Ok(q) => (q, None),
         Err(e) => (ErrorFilters::default().query(PAGE, None).unwrap_or_default(), Some(e)),
     };
-    let found = match state.store.errors(&query).await {
-        Ok(found) => found,
-        Err(e) => return unavailable(e),
-    };
+    let found = admin.state.store.errors(&query).await?;
     let errors: Vec<_> = found.items.iter().map(error_row).collect();
     let next_url = found.next.map(|id| p.f.url(&[("after", id.to_string())]));
     let continue_url = p.more_after.map(|id| id.to_string());
-    page(
-        &session,
+    Ok(admin.page(
         "admin/errors.html",
         minijinja::context! {
             f => p.f, errors, next_url, error, known_reasons => KNOWN_REASONS,
             replayed => p.replayed, failing => p.failing, deleted => p.deleted, continue_after => continue_url,
             none_selected => p.none_selected.is_some(),
         },
-    )
+    ))
 }
 
-fn not_found() -> Response {
-    message(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no event error with this id; it may have been replayed or deleted.",
-    )
-}
-
-async fn find(state: &AppState, id: i64) -> Result<Option<StoredError>, StoreError> {
-    let found = state.store.errors(&ErrorQuery { ids: vec![id], limit: 1, ..Default::default() }).await?;
-    Ok(found.items.into_iter().next())
+/// The event error with this id, or the not-found page.
+async fn find(admin: &Admin, id: i64) -> Result<StoredError, AdminError> {
+    let found = admin.state.store.errors(&ErrorQuery { ids: vec![id], limit: 1, ..Default::default() }).await?;
+    found.items.into_iter().next().ok_or(AdminError::NotFound("event error (it may have been replayed or deleted)"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,31 +148,19 @@ struct DetailParams {
     failing: Option<u8>,
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<i64>,
-    Query(p): Query<DetailParams>,
-) -> Response {
-    let e = found!(find(&state, id).await, not_found());
-    render_detail(&session, &e, None, p.failing.is_some(), StatusCode::OK)
+async fn detail(admin: Admin, Path(id): Path<i64>, Query(p): Query<DetailParams>) -> AdminResult {
+    let e = find(&admin, id).await?;
+    Ok(render_detail(&admin, &e, None, p.failing.is_some(), StatusCode::OK))
 }
 
-fn render_detail(
-    session: &AdminSession,
-    e: &StoredError,
-    payload: Option<&str>,
-    failing: bool,
-    status: StatusCode,
-) -> Response {
+fn render_detail(admin: &Admin, e: &StoredError, payload: Option<&str>, failing: bool, status: StatusCode) -> Response {
     let reasons: Vec<_> = e
         .reasons
         .iter()
         .map(|r| minijinja::context! { field => r.field, code => r.code, message => r.message })
         .collect();
-    page_with(
+    admin.page_with(
         status,
-        session,
         "admin/error.html",
         minijinja::context! {
             e => error_row(e),
@@ -202,12 +175,8 @@ fn render_detail(
 /// Replays errors against the catalog as it is now, in one store transaction;
 /// `edited` replaces the payload (the admin's edit of the one error replayed).
 /// Returns (turned into events, still failing).
-async fn replay(
-    state: &AppState,
-    session: &AdminSession,
-    errors: &[StoredError],
-    edited: Option<&str>,
-) -> Result<(u64, u64), StoreError> {
+async fn replay(admin: &Admin, errors: &[StoredError], edited: Option<&str>) -> Result<(u64, u64), StoreError> {
+    let state = &admin.state;
     if errors.is_empty() {
         return Ok((0, 0));
     }
@@ -230,13 +199,13 @@ async fn replay(
         })
         .collect();
     let failing = replays.iter().filter(|r| r.outcome.is_err()).count() as u64;
-    let replayed = state.store.resolve_errors(&replays, &session.username).await?;
+    let replayed = state.store.resolve_errors(&replays, &admin.session.username).await?;
     for r in replays.iter().filter(|r| r.edited_raw.is_some()) {
         let e = errors.iter().find(|e| e.id == r.error_id);
         let (object, before) = e.map(|e| (e.event_id.to_string(), e.raw.clone())).unwrap_or_default();
         let result = if r.outcome.is_ok() { "now an event" } else { "still failing" };
         let detail = serde_json::json!({"result": result, "before": before, "after": r.edited_raw}).to_string();
-        audit(state, session, "replay edited payload", &object, detail).await;
+        admin.audit("replay edited payload", &object, detail).await;
     }
     Ok((replayed, failing))
 }
@@ -269,11 +238,7 @@ impl BulkForm {
     }
 }
 
-async fn replay_many(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
+async fn replay_many(admin: Admin, Form(pairs): Form<Vec<(String, String)>>) -> AdminResult {
     let form = BulkForm::from_pairs(pairs);
     let (mut replayed, mut failing) = (0, 0);
     let mut more_after = None;
@@ -281,22 +246,14 @@ async fn replay_many(
         // All that match, oldest work first within each round; rounds go on
         // until done or half the request timeout is spent, then the page
         // offers to continue where it stopped.
-        let budget = std::time::Duration::from_secs(state.settings.request_timeout_secs) / 2;
+        let budget = std::time::Duration::from_secs(admin.state.settings.request_timeout_secs) / 2;
         let started = Instant::now();
         let mut after = form.after;
         loop {
-            let query = match form.f.query(REPLAY_ROUND, after) {
-                Ok(q) => q,
-                Err(e) => return message(StatusCode::BAD_REQUEST, "Bad filter", &e),
-            };
-            let round = match state.store.errors(&query).await {
-                Ok(r) => r,
-                Err(e) => return unavailable(e),
-            };
-            match replay(&state, &session, &round.items, None).await {
-                Ok((r, f)) => (replayed, failing) = (replayed + r, failing + f),
-                Err(e) => return unavailable(e),
-            }
+            let query = form.f.query(REPLAY_ROUND, after).map_err(AdminError::BadRequest)?;
+            let round = admin.state.store.errors(&query).await?;
+            let (r, f) = replay(&admin, &round.items, None).await?;
+            (replayed, failing) = (replayed + r, failing + f);
             after = round.items.last().map(|e| e.id);
             if round.next.is_none() {
                 break;
@@ -310,45 +267,29 @@ async fn replay_many(
             "filter {}: {replayed} replayed, {failing} still failing",
             serde_json::to_string(&form.f).unwrap_or_default()
         );
-        audit(&state, &session, "replay all matching", "event errors", detail).await;
+        admin.audit("replay all matching", "event errors", detail).await;
     } else if form.ids.is_empty() {
-        return Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response();
+        return Ok(Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response());
     } else {
-        let found = match state
-            .store
-            .errors(&ErrorQuery { ids: form.ids.clone(), limit: form.ids.len(), ..Default::default() })
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => return unavailable(e),
-        };
-        match replay(&state, &session, &found.items, None).await {
-            Ok((r, f)) => (replayed, failing) = (r, f),
-            Err(e) => return unavailable(e),
-        }
+        let query = ErrorQuery { ids: form.ids.clone(), limit: form.ids.len(), ..Default::default() };
+        let found = admin.state.store.errors(&query).await?;
+        (replayed, failing) = replay(&admin, &found.items, None).await?;
         let detail = format!("{} selected: {replayed} replayed, {failing} still failing", found.items.len());
-        audit(&state, &session, "replay selected", "event errors", detail).await;
+        admin.audit("replay selected", "event errors", detail).await;
     }
     let mut extra = vec![("replayed", replayed.to_string()), ("failing", failing.to_string())];
     extra.extend(more_after.map(|id| ("more_after", id.to_string())));
-    Redirect::to(&form.f.url(&extra)).into_response()
+    Ok(Redirect::to(&form.f.url(&extra)).into_response())
 }
 
-async fn delete_many(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
+async fn delete_many(admin: Admin, Form(pairs): Form<Vec<(String, String)>>) -> AdminResult {
     let form = BulkForm::from_pairs(pairs);
     if form.ids.is_empty() {
-        return Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response();
+        return Ok(Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response());
     }
-    let deleted = match state.store.delete_errors(&form.ids).await {
-        Ok(n) => n,
-        Err(e) => return unavailable(e),
-    };
-    audit(&state, &session, "delete errors", "event errors", format!("{deleted} deleted: ids {:?}", form.ids)).await;
-    Redirect::to(&form.f.url(&[("deleted", deleted.to_string())])).into_response()
+    let deleted = admin.state.store.delete_errors(&form.ids).await?;
+    admin.audit("delete errors", "event errors", format!("{deleted} deleted: ids {:?}", form.ids)).await;
+    Ok(Redirect::to(&form.f.url(&[("deleted", deleted.to_string())])).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -357,13 +298,8 @@ struct ReplayOneForm {
     payload: Option<String>,
 }
 
-async fn replay_one(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<i64>,
-    Form(form): Form<ReplayOneForm>,
-) -> Response {
-    let error = found!(find(&state, id).await, not_found());
+async fn replay_one(admin: Admin, Path(id): Path<i64>, Form(form): Form<ReplayOneForm>) -> AdminResult {
+    let error = find(&admin, id).await?;
     // Browsers send textarea line breaks as CRLF. The payload as shown, sent
     // back unchanged, is no edit.
     let edited = form.payload.map(|p| p.replace("\r\n", "\n")).filter(|p| *p != error.raw && *p != pretty(&error.raw));
@@ -375,25 +311,23 @@ async fn replay_one(
                 "invalid_json",
                 format!("the edited payload is not JSON: {e}"),
             )];
-            return render_detail(&session, &shown, Some(p), true, StatusCode::BAD_REQUEST);
+            return Ok(render_detail(&admin, &shown, Some(p), true, StatusCode::BAD_REQUEST));
         }
     }
-    let outcome = replay(&state, &session, std::slice::from_ref(&error), edited.as_deref()).await;
-    if let (Ok((replayed, _)), None) = (&outcome, &edited) {
+    let (replayed, _) = replay(&admin, std::slice::from_ref(&error), edited.as_deref()).await?;
+    if edited.is_none() {
         // An edited replay is in the log already, with the payload before and after.
-        let result = if *replayed == 1 { "now an event" } else { "still failing" };
-        audit(&state, &session, "replay", &error.event_id.to_string(), result.into()).await;
+        let result = if replayed == 1 { "now an event" } else { "still failing" };
+        admin.audit("replay", &error.event_id.to_string(), result.into()).await;
     }
-    match outcome {
-        Ok((1, _)) => Redirect::to(&format!("/admin/events/{}/", error.event_id)).into_response(),
-        Ok(_) => Redirect::to(&format!("/admin/errors/{id}/?failing=1")).into_response(),
-        Err(e) => unavailable(e),
-    }
+    Ok(match replayed {
+        1 => Redirect::to(&format!("/admin/events/{}/", error.event_id)).into_response(),
+        _ => Redirect::to(&format!("/admin/errors/{id}/?failing=1")).into_response(),
+    })
 }
 
-async fn delete_form(Extension(session): Extension<AdminSession>, Path(id): Path<i64>) -> Response {
-    confirm(
-        &session,
+async fn delete_form(admin: Admin, Path(id): Path<i64>) -> Response {
+    admin.confirm(
         "Delete this event error?",
         "The error and its payload will be deleted for good; it can no longer be replayed.",
         &format!("/admin/errors/{id}/delete/"),
@@ -401,26 +335,11 @@ async fn delete_form(Extension(session): Extension<AdminSession>, Path(id): Path
     )
 }
 
-async fn delete_one(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<i64>,
-) -> Response {
-    let error = found!(find(&state, id).await, not_found());
-    match state.store.delete_errors(&[id]).await {
-        Ok(_) => {
-            audit(
-                &state,
-                &session,
-                "delete error",
-                &error.event_id.to_string(),
-                error.raw.chars().take(2000).collect(),
-            )
-            .await;
-            Redirect::to("/admin/errors/?deleted=1").into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+async fn delete_one(admin: Admin, Path(id): Path<i64>) -> AdminResult {
+    let error = find(&admin, id).await?;
+    admin.state.store.delete_errors(&[id]).await?;
+    admin.audit("delete error", &error.event_id.to_string(), error.raw.chars().take(2000).collect()).await;
+    Ok(Redirect::to("/admin/errors/?deleted=1").into_response())
 }
 
 #[cfg(test)]

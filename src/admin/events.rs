@@ -1,18 +1,18 @@
 //! Events: the list with filters and search, an event's detail and deletion,
 //! and a session's timeline.
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::extract::{Path, Query};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::web::{action_row, audit, confirm, message, page, percent_encode, pretty, unavailable};
+use super::kit::{Admin, AdminError, AdminResult};
+use super::web::{action_row, percent_encode, pretty};
 use crate::app::AppState;
 use crate::domain::Timestamp;
 use crate::paging::{event_cursor, next_cursor, time_param};
-use crate::store::{AdminSession, EventQuery, Order, StoredEvent};
+use crate::store::{EventQuery, Order, StoredEvent};
 
 /// Page size of the admin's event lists.
 pub(super) const PAGE: usize = 50;
@@ -63,11 +63,7 @@ pub(super) fn event_row(e: &StoredEvent) -> minijinja::Value {
     }
 }
 
-async fn events_list(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Query(mut f): Query<EventFilters>,
-) -> Response {
+async fn events_list(admin: Admin, Query(mut f): Query<EventFilters>) -> AdminResult {
     let mut error = None;
     let mut time = |name: &str, v: &str| {
         time_param(name, text(v).as_deref()).unwrap_or_else(|e| {
@@ -87,10 +83,7 @@ async fn events_list(
         limit: PAGE,
         after: f.cursor.as_deref().and_then(|c| event_cursor(c, Order::Desc).ok()),
     };
-    let page_of = match state.store.events(&query).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(e),
-    };
+    let page_of = admin.state.store.events(&query).await?;
     let events: Vec<_> = page_of.items.iter().map(event_row).collect();
     let next_url = page_of.next.map(|c| {
         f.cursor = Some(next_cursor(c, Order::Desc));
@@ -98,53 +91,39 @@ async fn events_list(
     });
     f.cursor = None;
     let deleted = f.deleted.is_some();
-    page(&session, "admin/events.html", minijinja::context! { f, events, next_url, error, deleted })
+    Ok(admin.page("admin/events.html", minijinja::context! { f, events, next_url, error, deleted }))
 }
 
-fn not_found() -> Response {
-    message(StatusCode::NOT_FOUND, "Not found", "There is no event with this id.")
+/// The event id in a path, or the not-found page.
+fn event_id(id: &str) -> Result<uuid::Uuid, AdminError> {
+    uuid::Uuid::parse_str(id).map_err(|_| AdminError::NotFound("event"))
 }
 
-async fn event_detail(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<String>,
-) -> Response {
-    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
-    let event = found!(state.store.event(id).await, not_found());
+async fn event_detail(admin: Admin, Path(id): Path<String>) -> AdminResult {
+    let id = event_id(&id)?;
+    let event = admin.state.store.event(id).await?.ok_or(AdminError::NotFound("event"))?;
     let data = pretty(event.data.get());
-    let history = match state.store.actions(Some(&id.to_string()), 20).await {
-        Ok(h) => h.iter().map(action_row).collect::<Vec<_>>(),
-        Err(e) => return unavailable(e),
-    };
-    page(&session, "admin/event.html", minijinja::context! { e => event_row(&event), data, history })
+    let history: Vec<_> = admin.state.store.actions(Some(&id.to_string()), 20).await?.iter().map(action_row).collect();
+    Ok(admin.page("admin/event.html", minijinja::context! { e => event_row(&event), data, history }))
 }
 
-async fn delete_form(Extension(session): Extension<AdminSession>, Path(id): Path<String>) -> Response {
-    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
-    confirm(
-        &session,
+async fn delete_form(admin: Admin, Path(id): Path<String>) -> AdminResult {
+    let id = event_id(&id)?;
+    Ok(admin.confirm(
         "Delete this event?",
         &format!("Event {id} will be deleted for good. Reports and the read API will no longer show it."),
         &format!("/admin/events/{id}/delete/"),
         &format!("/admin/events/{id}/"),
-    )
+    ))
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(id): Path<String>,
-) -> Response {
-    let Ok(id) = uuid::Uuid::parse_str(&id) else { return not_found() };
-    match state.store.delete_event(id).await {
-        Ok(true) => {
-            audit(&state, &session, "delete event", &id.to_string(), String::new()).await;
-            Redirect::to("/admin/events/?deleted=1").into_response()
-        }
-        Ok(false) => not_found(),
-        Err(e) => unavailable(e),
+async fn delete(admin: Admin, Path(id): Path<String>) -> AdminResult {
+    let id = event_id(&id)?;
+    if !admin.state.store.delete_event(id).await? {
+        return Err(AdminError::NotFound("event"));
     }
+    admin.audit("delete event", &id.to_string(), String::new()).await;
+    Ok(Redirect::to("/admin/events/?deleted=1").into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,12 +131,7 @@ struct CursorParam {
     cursor: Option<String>,
 }
 
-async fn session_timeline(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Path(session_id): Path<String>,
-    Query(q): Query<CursorParam>,
-) -> Response {
+async fn session_timeline(admin: Admin, Path(session_id): Path<String>, Query(q): Query<CursorParam>) -> AdminResult {
     let query = EventQuery {
         session_id: Some(session_id.clone()),
         order: Order::Asc,
@@ -165,14 +139,11 @@ async fn session_timeline(
         after: q.cursor.as_deref().and_then(|c| event_cursor(c, Order::Asc).ok()),
         ..Default::default()
     };
-    let page_of = match state.store.events(&query).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(e),
-    };
+    let page_of = admin.state.store.events(&query).await?;
     let events: Vec<_> = page_of.items.iter().map(event_row).collect();
     let next_url = page_of.next.map(|c| {
         let path = percent_encode(&session_id, b"-_.~");
         format!("/admin/sessions/{path}/?cursor={}", next_cursor(c, Order::Asc))
     });
-    page(&session, "admin/session.html", minijinja::context! { session_id, events, next_url })
+    Ok(admin.page("admin/session.html", minijinja::context! { session_id, events, next_url }))
 }

@@ -25,6 +25,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::kit::{Admin, AdminError, AdminResult};
 use super::users::verify_password;
 use crate::app::AppState;
 use crate::rate::retry_after_secs;
@@ -101,12 +102,6 @@ pub(super) fn action_row(a: &crate::store::AdminAction) -> minijinja::Value {
         at => crate::domain::Timestamp::from(a.at).to_string(),
         username => a.username, action => a.action, object => a.object, detail => a.detail,
     }
-}
-
-/// The answer when the store cannot be read or written.
-pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin page cannot reach the store");
-    message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The database is not available; try again soon.")
 }
 
 fn render(name: &str, ctx: minijinja::Value) -> Response {
@@ -259,8 +254,9 @@ async fn require_session(State(state): State<AppState>, mut request: Request, ne
     };
     match session {
         Ok(Some(session)) => {
-            request.extensions_mut().insert(session);
-            next.run(request).await
+            request.extensions_mut().insert(session.clone());
+            let response = next.run(request).await;
+            super::kit::render_error_page(response, Some(&session))
         }
         Ok(None) => {
             let next_path = percent_encode(request.uri().path(), b"/-_.~");
@@ -431,8 +427,8 @@ fn csrf_ok(session: &AdminSession, submitted: &str) -> bool {
     !submitted.is_empty() && same_secret(&session.csrf_token, submitted)
 }
 
-async fn logout(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
-    if let Err(e) = state.store.delete_session(&session.token_hash).await {
+async fn logout(admin: Admin) -> Response {
+    if let Err(e) = admin.state.store.delete_session(&admin.session.token_hash).await {
         tracing::error!(error = %e, "cannot end an admin session");
     }
     let mut response = Redirect::to("/admin/login/").into_response();
@@ -440,8 +436,8 @@ async fn logout(State(state): State<AppState>, Extension(session): Extension<Adm
     response
 }
 
-async fn password_form(Extension(session): Extension<AdminSession>) -> Response {
-    page(&session, "admin/password.html", minijinja::context! { errors => Vec::<String>::new() })
+async fn password_form(admin: Admin) -> Response {
+    admin.page("admin/password.html", minijinja::context! { errors => Vec::<String>::new() })
 }
 
 #[derive(Debug, Deserialize)]
@@ -454,15 +450,9 @@ struct PasswordForm {
     new2: String,
 }
 
-async fn change_password(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-    Form(form): Form<PasswordForm>,
-) -> Response {
-    let hash = match state.store.user_password_hash(&session.username).await {
-        Ok(hash) => hash.unwrap_or_default(),
-        Err(e) => return unavailable(e),
-    };
+async fn change_password(admin: Admin, Form(form): Form<PasswordForm>) -> AdminResult {
+    let username = &admin.session.username;
+    let hash = admin.state.store.user_password_hash(username).await?.unwrap_or_default();
     let mut errors = Vec::new();
     if !verify_password(&form.current, &hash) {
         errors.push("Your current password was entered incorrectly.".to_string());
@@ -470,34 +460,23 @@ async fn change_password(
         errors.push("The two new passwords do not match.".to_string());
     } else {
         errors.extend(
-            super::users::password_problems(&session.username, "", &form.new1)
+            super::users::password_problems(username, "", &form.new1)
                 .into_iter()
                 .map(|p| format!("The new password is not allowed: {p}.")),
         );
     }
     if !errors.is_empty() {
-        return page_with(StatusCode::BAD_REQUEST, &session, "admin/password.html", minijinja::context! { errors });
+        return Ok(admin.page_with(StatusCode::BAD_REQUEST, "admin/password.html", minijinja::context! { errors }));
     }
-    let new_hash = match super::users::hash_password(&form.new1) {
-        Ok(h) => h,
-        Err(e) => return unavailable(e),
-    };
-    match state.store.set_password(&session.username, &new_hash, &session.token_hash).await {
-        Ok(_) => {}
-        Err(e) => return unavailable(e),
-    }
-    audit(&state, &session, "change password", &session.username, "other sessions ended".into()).await;
-    page(&session, "admin/password.html", minijinja::context! { done => true, errors => Vec::<String>::new() })
+    let new_hash = super::users::hash_password(&form.new1).map_err(AdminError::Internal)?;
+    admin.state.store.set_password(username, &new_hash, &admin.session.token_hash).await?;
+    admin.audit("change password", username, "other sessions ended".into()).await;
+    Ok(admin.page("admin/password.html", minijinja::context! { done => true, errors => Vec::<String>::new() }))
 }
 
-async fn audit_log(State(state): State<AppState>, Extension(session): Extension<AdminSession>) -> Response {
-    match state.store.actions(None, 200).await {
-        Ok(entries) => {
-            let entries: Vec<_> = entries.iter().map(action_row).collect();
-            page(&session, "admin/log.html", minijinja::context! { entries })
-        }
-        Err(e) => unavailable(e),
-    }
+async fn audit_log(admin: Admin) -> AdminResult {
+    let entries: Vec<_> = admin.state.store.actions(None, 200).await?.iter().map(action_row).collect();
+    Ok(admin.page("admin/log.html", minijinja::context! { entries }))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod reliability;
 mod restart;
 mod scale;
 mod store_contract;
+mod template_tour;
 mod tracker;
 mod trust;
 mod website;

@@ -151,3 +151,24 @@ async fn readyz_tells_waiting_from_in_flight() {
     assert_eq!(body["queue_in_flight"], 1);
     assert_eq!(body["queue_waiting"], 2);
 }
+
+/// Something that is not there is a 404 page inside the admin frame, with
+/// its navigation, not a bare message.
+#[tokio::test]
+async fn admin_not_found_pages_are_inside_the_frame() {
+    let (app, client) = crate::admin::http::app_with_user().await;
+    let cookie = crate::admin::http::signed_in(&app, &client).await;
+    for path in [
+        format!("/admin/events/{}/", uuid::Uuid::now_v7()),
+        "/admin/events/not-a-uuid/".to_string(),
+        "/admin/errors/999999/".to_string(),
+        "/admin/categories/999999/".to_string(),
+        "/admin/applications/nobody/".to_string(),
+    ] {
+        let r = client.get(app.url(&path)).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("There is no such"), "{path}: {html}");
+        assert!(html.contains("<nav class=\"main\">"), "{path}: not inside the frame");
+    }
+}
