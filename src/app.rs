@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -16,7 +15,7 @@ use tower_http::trace::TraceLayer;
 use crate::admin::web::LoginThrottle;
 use crate::config::Settings;
 use crate::domain::{Clock, SystemClock};
-use crate::hosts::{self, AllowedHosts};
+use crate::hosts;
 use crate::ingest::trust::{self, AppCache};
 use crate::ingest::{self, Limits};
 use crate::queue::{Queue, RedisQueue, Spool};
@@ -40,8 +39,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when shutdown begins; `/readyz` then answers 503.
     pub draining: CancellationToken,
-    /// Hosts this server answers to.
-    pub allowed_hosts: Arc<AllowedHosts>,
     /// The applications that may send.
     pub apps: Arc<AppCache>,
     /// Requests per client address.
@@ -67,28 +64,24 @@ impl App {
 
     /// As [`App::build`], with an injected clock.
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
-        let store = store::open(&settings.database_url()).await?;
+        let data_dir = &settings.store.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
+        let store = store::open(settings.store.database.as_str()).await?;
         store.migrate().await?;
         let queue = open_queue(&settings).await?;
-        let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(settings.catalog_refresh_secs)));
-        let worker = Worker::new(queue.clone(), store.clone(), catalog, &settings);
-        // Both were checked when the settings were loaded; Settings built in code get the same check here.
-        let allowed_hosts = AllowedHosts::parse(&settings.allowed_hosts).map_err(anyhow::Error::msg)?;
-        let app_rate = rate::Rate::parse(&settings.rate_limit_app).map_err(anyhow::Error::msg)?;
-        let ip_rate = rate::Rate::parse(&settings.rate_limit_ip).map_err(anyhow::Error::msg)?;
-        let apps = Arc::new(AppCache::new(store.clone(), Duration::from_secs(settings.catalog_refresh_secs)));
+        let catalog = Arc::new(CatalogCache::new(store.clone(), settings.worker.catalog_refresh));
+        let worker = Worker::new(queue.clone(), store.clone(), catalog, &settings.worker, settings.rules.clone());
+        let apps = Arc::new(AppCache::new(store.clone(), settings.worker.catalog_refresh));
         // Loaded now, while the store is known to answer, so that ingest can go on
         // deciding who may send through a later store outage.
         apps.index().await?;
         let state = AppState {
-            allowed_hosts: Arc::new(allowed_hosts),
             apps,
-            ip_limits: Arc::new(rate::Limits::new(ip_rate, clock.clone())),
-            app_limits: Arc::new(rate::Limits::new(app_rate, clock.clone())),
+            ip_limits: Arc::new(rate::Limits::new(settings.ingest.rate_limit_ip, clock.clone())),
+            app_limits: Arc::new(rate::Limits::new(settings.ingest.rate_limit_app, clock.clone())),
             login_throttle: Arc::new(LoginThrottle::new(clock.clone())),
-            limits: Arc::new(Limits::from(&settings)),
+            limits: Arc::new(Limits::from(&settings.ingest)),
             settings: Arc::new(settings),
             store,
             queue,
@@ -117,9 +110,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
-        let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
+        let deadline = settings.http.shutdown_timeout;
         let stop_workers = CancellationToken::new();
-        let workers = tasks::spawn_workers(&self.worker, settings.workers, &stop_workers);
+        let workers = tasks::spawn_workers(&self.worker, settings.worker.workers, &stop_workers);
 
         let draining = self.state.draining.clone();
         tokio::spawn({
@@ -148,8 +141,8 @@ impl App {
     pub async fn run_workers(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let stop = CancellationToken::new();
-        let workers = tasks::spawn_workers(&self.worker, settings.workers.max(1), &stop);
-        let health = match settings.worker_health_listen {
+        let workers = tasks::spawn_workers(&self.worker, settings.worker.workers.max(1), &stop);
+        let health = match settings.worker.health_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await?;
                 tracing::info!(url = %format!("http://{}", listener.local_addr()?), "worker health endpoints");
@@ -158,7 +151,7 @@ impl App {
                     .route("/readyz", get(api::health::readyz))
                     .with_state(self.state.clone());
                 let (stopped, limits) = (stop.clone(), connection_limits(&settings));
-                let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
+                let deadline = settings.http.shutdown_timeout;
                 Some(tokio::spawn(server::serve(listener, routes, limits, stopped, deadline)))
             }
             None => None,
@@ -167,7 +160,7 @@ impl App {
         tracing::info!("shutting down: workers finish their current batch");
         self.state.draining.cancel();
         stop.cancel();
-        let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
+        let deadline = settings.http.shutdown_timeout;
         if !tasks::join_within(workers, deadline).await {
             tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
         }
@@ -182,42 +175,29 @@ impl App {
 /// What the settings allow each client connection.
 fn connection_limits(settings: &Settings) -> server::ConnectionLimits {
     server::ConnectionLimits {
-        header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs),
-        idle_timeout: Duration::from_secs(settings.idle_timeout_secs),
-        max_connections: server::fit_connection_cap(settings.max_connections),
+        header_read_timeout: settings.http.header_read_timeout,
+        idle_timeout: settings.http.idle_timeout,
+        max_connections: server::fit_connection_cap(settings.http.max_connections),
         // Room for the largest head the app accepts, so that the app (not
         // hyper, with a bare status) answers one that is too large.
-        max_buf_size: (2 * (settings.max_uri_bytes + settings.max_header_bytes)).max(64 * 1024),
+        max_buf_size: (2 * (settings.http.max_uri_bytes + settings.http.max_header_bytes)).max(64 * 1024),
     }
 }
 
 /// The queue the settings name: Redis when `redis_url` is set, else the spool.
 async fn open_queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
-    Ok(match &settings.redis_url {
+    let q = &settings.queue;
+    Ok(match &q.redis_url {
         Some(url) => Arc::new(
-            RedisQueue::connect(
-                url,
-                &settings.redis_prefix,
-                settings.queue_max_depth,
-                Duration::from_secs(settings.redis_claim_idle_secs),
-                settings.allow_unsafe_redis,
-            )
-            .await?,
+            RedisQueue::connect(url, &q.redis_prefix, q.max_depth, q.redis_claim_idle, q.allow_unsafe_redis).await?,
         ),
-        None => Arc::new(
-            Spool::open(
-                &settings.spool_path(),
-                settings.queue_max_depth,
-                Duration::from_secs(settings.spool_claim_idle_secs),
-            )
-            .await?,
-        ),
+        None => Arc::new(Spool::open(&settings.store.spool_path(), q.max_depth, q.spool_claim_idle).await?),
     })
 }
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    let timeout = state.settings.http.request_timeout;
     Router::new()
         .route("/collector", post(ingest::collect).options(trust::preflight))
         .route("/collector/", post(ingest::collect).options(trust::preflight))

@@ -12,19 +12,20 @@ use crate::store;
 
 /// `the-eye serve`: HTTP and (unless `workers = 0`) the embedded workers, until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listener =
-        TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener = TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
     let app = App::build(settings.clone()).await?;
     ensure_demo_application(&settings, app.state().store.as_ref()).await?;
     app.state().apps.refresh().await?;
     let addr = listener.local_addr()?;
-    if settings.workers == 0 && settings.redis_url.is_none() {
+    if settings.worker.workers == 0 && settings.queue.redis_url.is_none() {
         tracing::warn!("no workers and no Redis: events are accepted into the spool but nothing processes them");
     }
     tracing::info!(
         url = %format!("http://{addr}"),
-        data_dir = %settings.data_dir.display(),
-        workers = settings.workers,
+        data_dir = %settings.store.data_dir.display(),
+        workers = settings.worker.workers,
         "The Eye is listening"
     );
     app.serve(listener, shutdown_signal()).await
@@ -33,10 +34,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Creates the `demo` application on first start, for the demo website and the
 /// README's example, with the server's own origins; logs its key.
 async fn ensure_demo_application(settings: &Settings, store: &dyn store::Store) -> anyhow::Result<()> {
-    let port = settings.listen.port();
+    let port = settings.http.listen.port();
     let mut origins = vec![format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")];
-    if !settings.listen.ip().is_loopback() && !settings.listen.ip().is_unspecified() {
-        origins.push(format!("http://{}", settings.listen));
+    if !settings.http.listen.ip().is_loopback() && !settings.http.listen.ip().is_unspecified() {
+        origins.push(format!("http://{}", settings.http.listen));
     }
     let name = crate::website::DEMO_APP;
     if let Some(demo) = store.applications().await?.into_iter().find(|a| a.name == name) {
@@ -103,8 +104,8 @@ pub async fn rotate_app(settings: Settings, name: &str) -> anyhow::Result<()> {
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
-    std::fs::create_dir_all(&settings.data_dir)?;
-    let store = store::open(&settings.database_url()).await?;
+    std::fs::create_dir_all(&settings.store.data_dir)?;
+    let store = store::open(settings.store.database.as_str()).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -154,19 +155,19 @@ pub async fn create_superuser(
 /// `the-eye worker`: queue consumers only, for the scaled-out deployment.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     anyhow::ensure!(
-        settings.redis_url.is_some(),
+        settings.queue.redis_url.is_some(),
         "`the-eye worker` needs a shared queue: set THE_EYE_REDIS_URL. With the embedded spool, \
          `the-eye serve` runs the workers itself"
     );
     let app = App::build(settings.clone()).await?;
-    tracing::info!(workers = settings.workers.max(1), "The Eye worker is running");
+    tracing::info!(workers = settings.worker.workers.max(1), "The Eye worker is running");
     app.run_workers(shutdown_signal()).await
 }
 
 /// `the-eye migrate`: brings the store's schema up to date.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)?;
-    let store = store::open(&settings.database_url()).await?;
+    std::fs::create_dir_all(&settings.store.data_dir)?;
+    let store = store::open(settings.store.database.as_str()).await?;
     store.migrate().await?;
     eprintln!("database is up to date");
     Ok(())

@@ -44,14 +44,14 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     let allowed = |host: &str| {
-        if state.allowed_hosts.allows(host) {
+        if state.settings.http.allowed_hosts.allows(host) {
             Ok(())
         } else {
             tracing::debug!(host = %host.escape_debug(), "request for a host that is not allowed");
             Err("this server does not answer to that host; add it to THE_EYE_ALLOWED_HOSTS if it should")
         }
     };
-    let verdict = requested_host(request.headers(), state.settings.trust_proxy).and_then(|host| allowed(&host));
+    let verdict = requested_host(request.headers(), state.settings.http.trust_proxy).and_then(|host| allowed(&host));
     // An absolute-form target (`GET http://host/path`) names the host a second
     // time, and HTTP says that one wins over `Host`: it must be allowed too.
     let verdict = verdict.and_then(|()| match request.uri().authority() {

@@ -29,7 +29,7 @@ pub async fn method_not_allowed() -> Response {
 /// (hyper's own buffer is sized above these limits, so its bare 431 is only
 /// for heads far beyond them.)
 pub async fn head_limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let settings = &state.settings;
+    let settings = &state.settings.http;
     let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > settings.max_uri_bytes {
         return error_response(

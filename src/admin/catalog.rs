@@ -256,7 +256,7 @@ async fn preview(state: &AppState, category: &Category, proposed: &EventType) ->
     let catalog = Catalog::new(categories, types).map_err(|e| StoreError::Setup(e.to_string()))?;
     let query = ErrorQuery { category: Some(category.name.clone()), limit: PREVIEW_ERRORS, ..Default::default() };
     let errors = state.store.errors(&query).await?.items;
-    let rules = state.settings.rules();
+    let rules = state.settings.rules.clone();
     let mut accepted = Vec::new();
     let mut still = 0;
     for e in &errors {

@@ -183,7 +183,7 @@ async fn replay(admin: &Admin, errors: &[StoredError], edited: Option<&str>) -> 
     // Fresh from the store, not a cached copy: a schema fixed a second ago counts.
     let (categories, types) = state.store.catalog().await?;
     let catalog = Catalog::new(categories, types).map_err(|e| StoreError::Setup(e.to_string()))?;
-    let rules = state.settings.rules();
+    let rules = state.settings.rules.clone();
     let replays: Vec<Replay> = errors
         .iter()
         .map(|e| {
@@ -246,7 +246,7 @@ async fn replay_many(admin: Admin, Form(pairs): Form<Vec<(String, String)>>) -> 
         // All that match, oldest work first within each round; rounds go on
         // until done or half the request timeout is spent, then the page
         // offers to continue where it stopped.
-        let budget = std::time::Duration::from_secs(admin.state.settings.request_timeout_secs) / 2;
+        let budget = admin.state.settings.http.request_timeout / 2;
         let started = Instant::now();
         let mut after = form.after;
         loop {

@@ -147,7 +147,7 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 /// Over TLS, as far as we can tell: only a trusted proxy can say so.
 fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
-    state.settings.trust_proxy
+    state.settings.http.trust_proxy
         && headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
@@ -322,7 +322,7 @@ async fn login(
         );
     }
     let next = safe_next(form.next.as_deref());
-    let ip = crate::peer::client_ip(&headers, &extensions, state.settings.trust_proxy);
+    let ip = crate::peer::client_ip(&headers, &extensions, state.settings.http.trust_proxy);
     let username_key = form.username.to_lowercase();
     let device = cookie(&headers, DEVICE_COOKIE);
     let trusted = state.login_throttle.trusted(&username_key, device);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{Catalog, Reason, Timestamp};
 
 /// Limits the validation applies (from the settings).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rules {
     /// Longest `session_id`, `category` and `name`, in characters.
     pub max_text_chars: usize,

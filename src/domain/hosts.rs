@@ -1,6 +1,6 @@
 //! Host names a server answers to (the `allowed_hosts` setting, Django's
 //! `ALLOWED_HOSTS`): parsing and matching. The middleware that applies them
-//! to every request is `crate::hosts`.
+//! to every request lives in the `hosts` module, above.
 
 /// The parsed `allowed_hosts` setting.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::IngestError;
-use crate::config::Settings;
+use crate::config::IngestSettings;
 use crate::domain::event_id;
 
 /// The size and shape limits of a request, from the settings.
@@ -29,8 +29,8 @@ pub struct Limits {
     pub max_depth: usize,
 }
 
-impl From<&Settings> for Limits {
-    fn from(s: &Settings) -> Self {
+impl From<&IngestSettings> for Limits {
+    fn from(s: &IngestSettings) -> Self {
         Self {
             max_body_bytes: s.max_body_bytes,
             max_decompressed_bytes: s.max_decompressed_bytes,

@@ -141,7 +141,7 @@ async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestEr
     decode::check_content_type(headers)?;
 
     // Per address first, so floods of bad keys are limited too.
-    let ip = crate::peer::client_ip(headers, &parts.extensions, state.settings.trust_proxy);
+    let ip = crate::peer::client_ip(headers, &parts.extensions, state.settings.http.trust_proxy);
     if let Some(ip) = ip {
         state.ip_limits.check(&ip).map_err(|wait| IngestError::RateLimited {
             message: "too many requests from this address",
@@ -188,7 +188,7 @@ fn unavailable(state: &AppState, e: QueueError) -> IngestError {
         QueueError::Full { depth } => tracing::warn!(depth, "queue full; answering 503"),
         QueueError::Unavailable(cause) => tracing::error!(%cause, "queue unavailable; answering 503"),
     }
-    IngestError::Unavailable(e, state.settings.retry_after().as_secs())
+    IngestError::Unavailable(e, state.settings.ingest.retry_after.as_secs())
 }
 
 /// Keeps a refused body as an event error (capped), then builds the 400.
@@ -199,7 +199,7 @@ async fn record_refusal(
     received_at: chrono::DateTime<chrono::Utc>,
     application: Option<String>,
 ) -> IngestError {
-    let cap = state.settings.max_rejected_body_bytes;
+    let cap = state.settings.ingest.max_rejected_body_bytes;
     let mut raw = String::from_utf8_lossy(&body[..body.len().min(cap)]).into_owned();
     if body.len() > cap {
         raw.push_str(&format!("… [truncated: {} bytes in all]", body.len()));

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use catalog_cache::CatalogCache;
 
-use crate::config::Settings;
+use crate::config::WorkerSettings;
 use crate::domain::{self, Catalog, Reason, Rules};
 use crate::queue::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
 use crate::store::{EventSink, NewEvent, NewEventError, StoreError, WriteBatch};
@@ -84,15 +84,16 @@ impl Worker {
         queue: Arc<dyn Queue>,
         store: Arc<dyn EventSink>,
         catalog: Arc<CatalogCache>,
-        settings: &Settings,
+        settings: &WorkerSettings,
+        rules: Rules,
     ) -> Self {
         Self {
             queue,
             store,
             catalog,
-            rules: settings.rules(),
-            batch_size: settings.worker_batch_size,
-            linger: Duration::from_millis(settings.worker_linger_ms),
+            rules,
+            batch_size: settings.batch_size,
+            linger: settings.linger,
             max_attempts: settings.max_attempts,
         }
     }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use the_eye::api::auth;
 use the_eye::app::{App, AppState};
-use the_eye::config::Settings;
+use the_eye::config::RawSettings;
 use the_eye::domain::Clock;
 use the_eye::worker::Worker;
 use tokio::sync::oneshot;
@@ -30,16 +30,17 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
 }
 
-/// Settings for a test: a temp data dir, port 0, no background workers.
-pub fn test_settings(dir: &TempDir) -> Settings {
-    Settings {
+/// Settings for a test, as a file would spell them: a temp data dir, port 0,
+/// no background workers.
+pub fn test_settings(dir: &TempDir) -> RawSettings {
+    RawSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
         workers: 0,
         // Tests post far faster than a visitor; the limits have tests of their own.
         rate_limit_app: "off".into(),
         rate_limit_ip: "off".into(),
-        ..Settings::default()
+        ..RawSettings::default()
     }
 }
 
@@ -48,7 +49,7 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    pub async fn spawn_with(change: impl FnOnce(&mut Settings)) -> Self {
+    pub async fn spawn_with(change: impl FnOnce(&mut RawSettings)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let mut settings = test_settings(&dir);
         change(&mut settings);
@@ -56,13 +57,14 @@ impl TestApp {
     }
 
     /// Serves `settings` (whose data dir lives in `dir`).
-    pub async fn spawn_in(dir: Arc<TempDir>, settings: Settings) -> Self {
+    pub async fn spawn_in(dir: Arc<TempDir>, settings: RawSettings) -> Self {
         Self::spawn_with_clock(dir, settings, Arc::new(the_eye::domain::SystemClock)).await
     }
 
     /// Serves `settings` with `clock` as the app's time.
-    pub async fn spawn_with_clock(dir: Arc<TempDir>, settings: Settings, clock: Arc<dyn Clock>) -> Self {
-        let listener = tokio::net::TcpListener::bind(settings.listen).await.expect("bind");
+    pub async fn spawn_with_clock(dir: Arc<TempDir>, settings: RawSettings, clock: Arc<dyn Clock>) -> Self {
+        let settings = settings.parse().expect("test settings");
+        let listener = tokio::net::TcpListener::bind(settings.http.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = App::build_with_clock(settings, clock).await.expect("build app");
         let state = app.state().clone();

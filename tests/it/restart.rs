@@ -42,7 +42,7 @@ async fn the_backlog_at_shutdown_is_processed_after_restart() {
 #[tokio::test]
 async fn readiness_is_503_once_shutdown_begins() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = App::build(test_settings(&dir)).await.unwrap();
+    let app = App::build(test_settings(&dir).parse().unwrap()).await.unwrap();
     let state = app.state().clone();
     let ready = |state| async move {
         let response = router(state).oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();

@@ -15,7 +15,7 @@ const BLOG: &str = "https://blog.example.com";
 
 /// The app with a browser application `shop` (origin SHOP), a second browser
 /// application `twin` sharing BLOG with `blog`, and the tests' server application.
-async fn trusted(change: impl FnOnce(&mut the_eye::config::Settings)) -> (TestApp, String) {
+async fn trusted(change: impl FnOnce(&mut the_eye::config::RawSettings)) -> (TestApp, String) {
     let app = TestApp::spawn_with(|s| {
         s.catalog_refresh_secs = 0; // revocations take effect at once
         change(s);

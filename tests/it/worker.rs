@@ -66,7 +66,7 @@ async fn faulty_worker(app: &TestApp) -> (Worker, Arc<Faulty>) {
 
 /// A worker over `queue` and a faulty view of the settings' store.
 async fn faulty_worker_on(queue: Arc<dyn Queue>, settings: &Settings) -> (Worker, Arc<Faulty>) {
-    let inner = SqliteStore::connect(&settings.database_url()).await.unwrap();
+    let inner = SqliteStore::connect(settings.store.database.as_str()).await.unwrap();
     inner.migrate().await.unwrap();
     let faulty = Arc::new(Faulty {
         inner,
@@ -77,7 +77,7 @@ async fn faulty_worker_on(queue: Arc<dyn Queue>, settings: &Settings) -> (Worker
     });
     let store: Arc<dyn EventSink> = faulty.clone();
     let catalog = Arc::new(CatalogCache::new(store.clone(), Duration::from_secs(60)));
-    let worker = Worker::new(queue, store, catalog, settings);
+    let worker = Worker::new(queue, store, catalog, &settings.worker, settings.rules.clone());
     (worker, faulty)
 }
 
@@ -166,8 +166,8 @@ async fn an_outage_while_isolating_a_refused_row_is_retried_not_stranded() {
 /// A spool and a store of their own, so the test can lock the spool's file
 /// from outside; and a lock on it, taken the way another writer would.
 async fn spool_and_worker(dir: &tempfile::TempDir) -> (Arc<Spool>, Worker, Arc<Faulty>, Settings) {
-    let settings = test_settings(dir);
-    let spool = Arc::new(Spool::open(&settings.spool_path(), 1000, Duration::from_secs(600)).await.unwrap());
+    let settings = test_settings(dir).parse().unwrap();
+    let spool = Arc::new(Spool::open(&settings.store.spool_path(), 1000, Duration::from_secs(600)).await.unwrap());
     let (worker, faulty) = faulty_worker_on(spool.clone(), &settings).await;
     (spool, worker, faulty, settings)
 }
@@ -193,7 +193,7 @@ async fn an_ack_the_locked_spool_refuses_is_retried_until_it_goes_through() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, worker, faulty, settings) = spool_and_worker(&dir).await;
     spool.enqueue((0..3).map(|n| envelope("ack", n)).collect()).await.unwrap();
-    let mut locker = lock(&settings.spool_path()).await;
+    let mut locker = lock(&settings.store.spool_path()).await;
 
     let step = tokio::spawn({
         let worker = worker.clone();
@@ -216,7 +216,7 @@ async fn a_release_the_locked_spool_refuses_still_hands_the_entry_back() {
     let poisoned = envelope("release", 1);
     faulty.poison.lock().unwrap().insert(poisoned.event_id);
     spool.enqueue(vec![poisoned.clone()]).await.unwrap();
-    let mut locker = lock(&settings.spool_path()).await;
+    let mut locker = lock(&settings.store.spool_path()).await;
 
     let step = tokio::spawn({
         let worker = worker.clone();
