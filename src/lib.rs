@@ -12,36 +12,44 @@
 //! HTTP ──► ingest ──► queue ──► worker ──► store ◄── api
 //! ```
 //!
+//! Bottom up (a module imports only from lower rows; see
+//! `docs/architecture.md` for the picture, checked by a test):
+//!
+//! - [`domain`]: events, timestamps, ids, the validation rules
+//!   ([`domain::validate_json`]), the catalog, applications, allowed hosts,
+//!   users and password rules; pure code with no I/O.
+//! - [`store`]: the store's roles ([`store::EventSink`] for workers,
+//!   [`store::EventReader`], [`store::Access`], [`store::Curation`];
+//!   [`store::Store`] is all four), [`store::SqliteStore`] and
+//!   [`store::PostgresStore`]; the only place with SQL. Inserts are idempotent
+//!   on `event_id`, and an id is an event or an error, never both.
+//! - [`queue`]: the [`queue::Queue`] trait, the embedded [`queue::Spool`]
+//!   (SQLite, WAL, fsync'd group commit) and [`queue::RedisQueue`] (Redis
+//!   Streams). `Ok` from `enqueue` means durable; claims are leases.
+//! - [`rate`]: rate limits (GCRA) keyed by address or application.
+//! - [`config`]: [`config::RawSettings`] (the public names), layered defaults <
+//!   file < env < flags, parsed once into typed sections ([`config::Settings`]).
+//! - [`paging`]: `limit`, time bounds and keyset cursors, for the API and the admin.
+//! - [`peer`]: the client's address, directly or through a trusted proxy.
+//! - [`server`]: accepting connections: head and idle timeouts, the cap.
+//! - [`templates`]: every HTML template, in one semi-strict environment.
+//! - [`worker`]: claim a batch, validate, write events and errors in one
+//!   transaction, acknowledge; retries, poison entries, shutdown.
+//! - [`telemetry`]: logs that can never stop the pipeline.
+//! - [`http_error`]: the `{"error": …}` shape; 404, 405, 414, 431.
 //! - [`hosts`]: every request's `Host` must be an allowed host (400 otherwise).
 //! - [`ingest`]: `POST /collector`. Media type, rate limits, write key and origin
 //!   (`ingest::trust`, with CORS), size limits, gzip, nesting depth, JSON; one id
 //!   per event (the client's, or derived from content); enqueue; 202.
-//! - [`queue`]: the [`queue::Queue`] trait, the embedded [`queue::Spool`]
-//!   (SQLite, WAL, fsync'd group commit) and [`queue::RedisQueue`] (Redis
-//!   Streams). `Ok` from `enqueue` means durable; claims are leases.
-//! - [`worker`]: claim a batch, validate with [`domain`], write events and errors
-//!   in one transaction, acknowledge; retries, poison entries, shutdown.
-//! - [`store`]: the [`store::Store`] trait, [`store::SqliteStore`] and
-//!   [`store::PostgresStore`]; the only place with SQL. Inserts are idempotent
-//!   on `event_id`, and an id is an event or an error, never both.
 //! - [`api`]: the read API (`/api/events`, `/api/errors`), bearer tokens,
 //!   `/healthz`, `/readyz`.
-//! - [`domain`]: events, timestamps, ids, categories and the validation rules;
-//!   pure code with no I/O.
-//! - [`config`]: one typed [`config::Settings`], layered defaults < file < env < flags.
-//! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
-//! - [`server`]: accepting connections: head and idle timeouts, the cap.
+//! - [`admin`]: the admin panel: the handler kit (an `Admin` extractor and
+//!   `AdminError`), login, sessions, CSRF, throttling, security headers;
+//!   dashboard, events, sessions, errors with replay, categories and schemas,
+//!   applications, audit log.
+//! - [`website`]: the browser tracker `/static/eye.js` and the demo website.
 //! - [`tasks`]: workers under a supervisor, joined with a deadline.
-//! - [`paging`]: `limit`, time bounds and keyset cursors, for the API and the admin.
-//! - [`rate`]: rate limits (GCRA) keyed by address or application, on the app's clock.
-//! - [`peer`]: the client's address, directly or through a trusted proxy.
-//! - [`templates`]: every HTML template, in one strict environment.
-//! - [`telemetry`]: logs that can never stop the pipeline.
-//! - [`admin`]: the admin panel: users (`createsuperuser`, argon2id), login,
-//!   sessions, CSRF, security headers; dashboard, events, sessions, errors with
-//!   replay, categories and schemas, applications, audit log.
-//! - [`website`]: the browser tracker `/static/eye.js` and the demo website
-//!   `/website/` that uses it.
+//! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
 //! - [`commands`]: what each subcommand of the `the-eye` binary does.
 
 pub mod admin;

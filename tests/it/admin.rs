@@ -71,7 +71,14 @@ pub(crate) mod http {
     pub(crate) const PASSWORD: &str = "a long passphrase";
 
     pub(crate) async fn app_with_user() -> (TestApp, reqwest::Client) {
-        let app = TestApp::spawn().await;
+        app_with_user_and(|_| {}).await
+    }
+
+    /// An app with settings changed by `change`, the user `ada`, and a client that does not follow redirects.
+    pub(crate) async fn app_with_user_and(
+        change: impl FnOnce(&mut the_eye::config::RawSettings),
+    ) -> (TestApp, reqwest::Client) {
+        let app = TestApp::spawn_with(change).await;
         let user = NewUser {
             username: "ada".into(),
             email: String::new(),

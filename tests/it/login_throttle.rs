@@ -2,23 +2,13 @@
 //! each client address behind a trusted proxy has its own budget, and an
 //! attacker cannot keep a known user out of a browser that signed in before.
 
-use reqwest::{redirect, StatusCode};
-use the_eye::admin::users::{hash_password, NewUser};
+use reqwest::StatusCode;
 
-use crate::admin::http::{cookie_value, login_page, PASSWORD};
+use crate::admin::http::{app_with_user_and, cookie_value, login_page, PASSWORD};
 use crate::helpers::TestApp;
 
 async fn app(trust_proxy: bool) -> (TestApp, reqwest::Client) {
-    let app = TestApp::spawn_with(|s| s.trust_proxy = trust_proxy).await;
-    let user = NewUser {
-        username: "ada".into(),
-        email: String::new(),
-        password_hash: hash_password(PASSWORD).unwrap(),
-        is_superuser: true,
-    };
-    app.state.store.create_user(&user).await.unwrap();
-    let client = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
-    (app, client)
+    app_with_user_and(|s| s.trust_proxy = trust_proxy).await
 }
 
 /// One login attempt, from `address` (as a trusted proxy reports it) and with

@@ -9,6 +9,7 @@ mod login_throttle;
 mod admin;
 mod admin_browser;
 mod admin_pages;
+mod architecture;
 mod browser;
 mod client;
 mod collector;
