@@ -31,6 +31,16 @@ async fn login_wrong_password_and_logout() {
     b.wait_at("/admin/").await;
     assert!(b.text("header").await.contains("Signed in as ada"));
 
+    // Something that is not there: a page inside the frame, navigation included.
+    b.open(&app.url("/admin/events/not-an-event/")).await;
+    b.wait_for("nav.main").await;
+    assert!(b.text("main").await.contains("There is no such event"));
+    b.client.set_window_size(1400, 900).await.unwrap();
+    b.screenshot("not-found").await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.screenshot("not-found-phone").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+
     b.client.find(Locator::Css("form.logout button")).await.unwrap().click().await.unwrap();
     b.wait_path("/admin/login/").await;
     b.open(&app.url("/admin/")).await;
