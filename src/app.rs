@@ -22,7 +22,7 @@ use crate::queue::{Queue, RedisQueue, Spool};
 use crate::rate;
 use crate::store::{self, Store};
 use crate::worker::{CatalogCache, Worker};
-use crate::{admin, api, http_error, server, tasks};
+use crate::{admin, api, http_error, request_log, server, tasks};
 
 /// What every handler shares. Backends and the clock are traits so tests can inject them.
 #[derive(Clone, Debug)]
@@ -212,5 +212,6 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check))
         .layer(middleware::from_fn_with_state(state.clone(), http_error::head_limits))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(request_log::middleware))
         .with_state(state)
 }

@@ -1,4 +1,5 @@
-//! The JSON shape every error answer shares: `{"error": {"code", "message"}}`.
+//! The JSON shape every error answer shares:
+//! `{"error": {"code", "message", "request_id"}}`.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -9,9 +10,14 @@ use serde_json::json;
 
 use crate::app::AppState;
 
-/// An error answer with a stable `code` and a sentence for people.
+/// An error answer with a stable `code`, a sentence for people, and the
+/// request's id (the one in its log line) when there is one.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+    let mut error = json!({"code": code, "message": message.into()});
+    if let Some(id) = crate::request_log::current() {
+        error["request_id"] = id.into();
+    }
+    (status, Json(json!({ "error": error }))).into_response()
 }
 
 /// Answer for routes that do not exist.

@@ -30,6 +30,7 @@
 //! - [`config`]: [`config::RawSettings`] (the public names), layered defaults <
 //!   file < env < flags, parsed once into typed sections ([`config::Settings`]).
 //! - [`paging`]: `limit`, time bounds and keyset cursors, for the API and the admin.
+//! - [`request_log`]: the access log (one line per request) and request ids.
 //! - [`peer`]: the client's address, directly or through a trusted proxy.
 //! - [`server`]: accepting connections: head and idle timeouts, the cap.
 //! - [`templates`]: every HTML template, in one semi-strict environment.
@@ -65,6 +66,7 @@ pub mod paging;
 pub mod peer;
 pub mod queue;
 pub mod rate;
+pub mod request_log;
 pub mod server;
 pub mod store;
 pub mod tasks;

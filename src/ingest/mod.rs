@@ -73,9 +73,12 @@ impl IntoResponse for IngestError {
             Self::TooLarge(m) => error_response(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             Self::BadEncoding(m) => error_response(StatusCode::BAD_REQUEST, "bad_encoding", m),
             Self::Refused { code, message, recorded_as } => {
-                let body = serde_json::json!({
+                let mut body = serde_json::json!({
                     "error": {"code": code, "message": message, "recorded_as": recorded_as}
                 });
+                if let Some(id) = crate::request_log::current() {
+                    body["error"]["request_id"] = id.into();
+                }
                 (StatusCode::BAD_REQUEST, Json(body)).into_response()
             }
             Self::Unavailable(cause, retry_after) => {

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 2),
     ("paging", 2),
     ("peer", 2),
+    ("request_log", 2),
     ("server", 2),
     ("templates", 2),
     ("store", 1),

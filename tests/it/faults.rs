@@ -575,3 +575,40 @@ async fn postgres_connections_terminated_during_commits_lose_nothing() {
     assert_eq!(stored_once(&app).await, accepted);
     assert!(app.errors().await.is_empty(), "a lost connection is not an event error");
 }
+
+/// One access-log line per request, with the route template, status, latency
+/// and size, and none of the address, the key, the token or the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_one_line_per_request_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let token = create_token(&["--data-dir", &data]);
+    let mut eye = Eye::start(&["--data-dir", &data, "--listen", "127.0.0.1:0", "serve"], &[]).await;
+    let base = eye.base.clone().unwrap();
+    let event = uuid::Uuid::now_v7();
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/events/{event}?key=sekrit-query"))
+        .bearer_auth(&token)
+        .header("x-request-id", "access-log-test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let line = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), eye.logs.recv()).await.unwrap().unwrap();
+        if line.contains("access-log-test") {
+            break line;
+        }
+    };
+    let log: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(log["target"], "the_eye::access", "{line}");
+    assert_eq!(log["level"], "INFO");
+    let fields = &log["fields"];
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["route"], "/api/events/{event_id}", "{line}");
+    assert_eq!(fields["status"], 404);
+    assert!(fields["latency_ms"].as_f64().is_some() && fields["bytes"].as_u64().is_some(), "{line}");
+    for secret in [token.as_str(), "sekrit-query", "127.0.0.1", &event.to_string()] {
+        assert!(!line.contains(secret), "the log line holds {secret:?}: {line}");
+    }
+}

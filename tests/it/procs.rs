@@ -20,6 +20,8 @@ pub struct Eye {
     child: Child,
     /// `http://host:port` it printed, for `serve`.
     pub base: Option<String>,
+    /// Its log lines (JSON) after start-up.
+    pub logs: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Eye {
@@ -52,8 +54,13 @@ impl Eye {
             assert_ne!(log["level"], "ERROR", "the-eye {args:?} failed: {line}");
         };
         // Keep reading so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, base }
+        let (tx, logs) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, base, logs }
     }
 
     /// The process id.

@@ -172,3 +172,32 @@ async fn admin_not_found_pages_are_inside_the_frame() {
         assert!(html.contains("<nav class=\"main\">"), "{path}: not inside the frame");
     }
 }
+
+/// Every answer carries a request id (the client's if it is sane), and every
+/// error body names it, so a report of an error finds its log line.
+#[tokio::test]
+async fn request_ids_are_kept_echoed_and_in_error_bodies() {
+    let app = TestApp::spawn().await;
+    let mine = app.client.get(app.url("/healthz")).header("x-request-id", "trace-42.a_b").send().await.unwrap();
+    assert_eq!(mine.headers()["x-request-id"], "trace-42.a_b");
+    let insane = app.client.get(app.url("/healthz")).header("x-request-id", "no spaces; please").send().await.unwrap();
+    let given = insane.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(given, "no spaces; please");
+    assert!(!given.is_empty());
+
+    for (request, code) in [
+        (app.client.get(app.url("/nowhere")), "not_found"),
+        (app.client.get(app.url("/api/events")), "unauthorized"),
+        (app.client.put(app.url("/collector")), "method_not_allowed"),
+        (
+            app.client.post(app.url("/collector")).header("content-type", "application/json").body("{not json"),
+            "invalid_json",
+        ),
+    ] {
+        let r = request.header("x-eye-key", &app.key).send().await.unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["request_id"], id.as_str(), "{body}");
+    }
+}

@@ -1,0 +1,81 @@
+//! The access log and request ids.
+//!
+//! Every request gets an id: the client's `X-Request-Id` when it is sane (1 to
+//! 64 characters of letters, digits, `-`, `_`, `.`), else a new one. It is
+//! sent back in `X-Request-Id`, written in every `{"error": …}` body (see
+//! [`current`]) and in the request's log line, so a user's report of an error
+//! finds its line.
+//!
+//! One line per request at `info`, target `the_eye::access`: method, route
+//! template (`/api/events/{id}`, never the path itself), status, latency and
+//! response bytes. Never the client's address, a key, a token, a query string
+//! or a payload. `THE_EYE_LOG=info,the_eye::access=off` turns it off.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::Body as _;
+
+/// The header that carries the id both ways.
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled, if called while handling one.
+pub fn current() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The client's id when it is one we can log and echo safely.
+fn sane(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let ok = (1..=64).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| text.to_string())
+}
+
+/// Middleware: gives the request its id, answers with it, and logs the request.
+pub async fn middleware(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request.headers().get(&HEADER).and_then(sane).unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let method = request.method().clone();
+    // Known only once routed; the middleware is a route layer, so it is here.
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    let bytes = response.body().size_hint().exact();
+    tracing::info!(
+        target: "the_eye::access",
+        method = %method,
+        route = route.as_deref().unwrap_or("(no route)"),
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        bytes,
+        request_id = %id,
+        "request"
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_are_kept() {
+        for ok in ["abc", "0190a1b2-c3d4", "trace_1.2"] {
+            assert_eq!(sane(&HeaderValue::from_static(ok)).as_deref(), Some(ok));
+        }
+        for bad in ["", "a b", "x;y", "<script>"] {
+            assert_eq!(sane(&HeaderValue::from_str(bad).unwrap()), None, "{bad:?}");
+        }
+        assert_eq!(sane(&HeaderValue::from_str(&"x".repeat(65)).unwrap()), None);
+    }
+}
