@@ -18,6 +18,7 @@ use crate::domain::{Clock, SystemClock};
 use crate::hosts;
 use crate::ingest::trust::{self, AppCache};
 use crate::ingest::{self, Limits};
+use crate::metrics::Metrics;
 use crate::queue::{Queue, RedisQueue, Spool};
 use crate::rate;
 use crate::store::{self, Store};
@@ -47,6 +48,8 @@ pub struct AppState {
     pub app_limits: Arc<rate::Limits<String>>,
     /// Admin login attempts per username and per address.
     pub login_throttle: Arc<LoginThrottle>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The assembled service: state plus the worker template.
@@ -69,9 +72,11 @@ impl App {
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
         let store = store::open(settings.store.database.as_str()).await?;
         store.migrate().await?;
-        let queue = open_queue(&settings).await?;
+        let metrics = Arc::new(Metrics::new());
+        let queue = open_queue(&settings, metrics.clone()).await?;
         let catalog = Arc::new(CatalogCache::new(store.clone(), settings.worker.catalog_refresh));
-        let worker = Worker::new(queue.clone(), store.clone(), catalog, &settings.worker, settings.rules.clone());
+        let worker = Worker::new(queue.clone(), store.clone(), catalog, &settings.worker, settings.rules.clone())
+            .with_metrics(metrics.clone());
         let apps = Arc::new(AppCache::new(store.clone(), settings.worker.catalog_refresh));
         // Loaded now, while the store is known to answer, so that ingest can go on
         // deciding who may send through a later store outage.
@@ -87,6 +92,7 @@ impl App {
             queue,
             clock,
             draining: CancellationToken::new(),
+            metrics,
         };
         Ok(Self { state, worker })
     }
@@ -149,6 +155,7 @@ impl App {
                 let routes = Router::new()
                     .route("/healthz", get(api::health::healthz))
                     .route("/readyz", get(api::health::readyz))
+                    .merge(api::metrics::routes(self.state.clone()))
                     .with_state(self.state.clone());
                 let (stopped, limits) = (stop.clone(), connection_limits(&settings));
                 let deadline = settings.http.shutdown_timeout;
@@ -185,13 +192,15 @@ fn connection_limits(settings: &Settings) -> server::ConnectionLimits {
 }
 
 /// The queue the settings name: Redis when `redis_url` is set, else the spool.
-async fn open_queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
+async fn open_queue(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn Queue>> {
     let q = &settings.queue;
     Ok(match &q.redis_url {
         Some(url) => Arc::new(
             RedisQueue::connect(url, &q.redis_prefix, q.max_depth, q.redis_claim_idle, q.allow_unsafe_redis).await?,
         ),
-        None => Arc::new(Spool::open(&settings.store.spool_path(), q.max_depth, q.spool_claim_idle).await?),
+        None => Arc::new(
+            Spool::open_with_metrics(&settings.store.spool_path(), q.max_depth, q.spool_claim_idle, metrics).await?,
+        ),
     })
 }
 
@@ -204,6 +213,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .merge(api::routes(state.clone()))
+        .merge(api::metrics::routes(state.clone()))
         .merge(admin::web::routes(state.clone()))
         .merge(crate::website::routes())
         .fallback(http_error::not_found)
@@ -212,6 +222,6 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check))
         .layer(middleware::from_fn_with_state(state.clone(), http_error::head_limits))
         .layer(TraceLayer::new_for_http())
-        .layer(middleware::from_fn(request_log::middleware))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), request_log::middleware))
         .with_state(state)
 }

@@ -64,6 +64,8 @@ pub struct HttpSettings {
     pub max_header_bytes: usize,
     /// Each shutdown phase: requests in flight, then workers.
     pub shutdown_timeout: Duration,
+    /// Serve `/metrics` without a token (on a network only Prometheus reaches).
+    pub metrics_public: bool,
 }
 
 /// What the collector accepts.
@@ -217,6 +219,7 @@ pub struct RawSettings {
     pub shutdown_timeout_secs: u64,
     pub catalog_refresh_secs: u64,
     pub log_format: LogFormat,
+    pub metrics_public: bool,
 }
 
 impl Default for RawSettings {
@@ -258,6 +261,7 @@ impl Default for RawSettings {
             shutdown_timeout_secs: 10,
             catalog_refresh_secs: 2,
             log_format: LogFormat::Text,
+            metrics_public: false,
         }
     }
 }
@@ -330,7 +334,7 @@ fn example(key: &str) -> &'static str {
         "redis_url" => "redis://127.0.0.1:6379",
         "redis_prefix" => "the-eye",
         "log_format" => "json",
-        "trust_proxy" | "allow_unsafe_redis" => "true",
+        "trust_proxy" | "allow_unsafe_redis" | "metrics_public" => "true",
         "max_json_depth" => "32 (at most 120)",
         k if k.ends_with("_secs") || k.ends_with("_ms") => "10",
         k if k.ends_with("_bytes") => "1048576",
@@ -425,6 +429,7 @@ impl RawSettings {
                 max_uri_bytes: self.max_uri_bytes,
                 max_header_bytes: self.max_header_bytes,
                 shutdown_timeout: secs(self.shutdown_timeout_secs),
+                metrics_public: self.metrics_public,
             },
             ingest: IngestSettings {
                 rate_limit_app,

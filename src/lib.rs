@@ -26,6 +26,7 @@
 //! - [`queue`]: the [`queue::Queue`] trait, the embedded [`queue::Spool`]
 //!   (SQLite, WAL, fsync'd group commit) and [`queue::RedisQueue`] (Redis
 //!   Streams). `Ok` from `enqueue` means durable; claims are leases.
+//! - [`metrics`]: Prometheus metrics, one registry per app.
 //! - [`rate`]: rate limits (GCRA) keyed by address or application.
 //! - [`config`]: [`config::RawSettings`] (the public names), layered defaults <
 //!   file < env < flags, parsed once into typed sections ([`config::Settings`]).
@@ -62,6 +63,7 @@ pub mod domain;
 pub mod hosts;
 pub mod http_error;
 pub mod ingest;
+pub mod metrics;
 pub mod paging;
 pub mod peer;
 pub mod queue;

@@ -11,13 +11,16 @@
 //! response bytes. Never the client's address, a key, a token, a query string
 //! or a payload. `THE_EYE_LOG=info,the_eye::access=off` turns it off.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Body as _;
+
+use crate::metrics::Metrics;
 
 /// The header that carries the id both ways.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,8 +42,9 @@ fn sane(value: &HeaderValue) -> Option<String> {
     ok.then(|| text.to_string())
 }
 
-/// Middleware: gives the request its id, answers with it, and logs the request.
-pub async fn middleware(request: Request, next: Next) -> Response {
+/// Middleware: gives the request its id, answers with it, logs the request
+/// and counts it.
+pub async fn middleware(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request.headers().get(&HEADER).and_then(sane).unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
     let method = request.method().clone();
@@ -51,10 +55,12 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         response.headers_mut().insert(HEADER, value);
     }
     let bytes = response.body().size_hint().exact();
+    let route = route.as_deref().unwrap_or("(no route)");
+    metrics.http(method.as_str(), route, response.status().as_u16(), started.elapsed());
     tracing::info!(
         target: "the_eye::access",
         method = %method,
-        route = route.as_deref().unwrap_or("(no route)"),
+        route,
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         bytes,

@@ -24,14 +24,18 @@ pub fn spawn_workers(worker: &Worker, count: usize, stop: &CancellationToken) ->
     (0..count)
         .map(|n| {
             let (worker, stop) = (worker.clone(), stop.clone());
-            tokio::spawn(supervise(format!("worker {n}"), stop.clone(), move || worker.clone().run(stop.clone())))
+            let metrics = worker.metrics().clone();
+            let on_panic = move || metrics.panicked("worker");
+            tokio::spawn(supervise(format!("worker {n}"), stop.clone(), on_panic, move || {
+                worker.clone().run(stop.clone())
+            }))
         })
         .collect()
 }
 
 /// Runs the task `make` builds; when it panics, logs it and builds a new one,
-/// until `stop` is cancelled or the task returns by itself.
-pub async fn supervise<F, Fut>(name: String, stop: CancellationToken, make: F)
+/// until `stop` is cancelled or the task returns by itself. `on_panic` counts it.
+pub async fn supervise<F, Fut>(name: String, stop: CancellationToken, on_panic: impl Fn(), make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -40,6 +44,7 @@ where
         match tokio::spawn(make()).await {
             Ok(()) => return,
             Err(e) if e.is_panic() => {
+                on_panic();
                 tracing::error!(task = %name, "a background task panicked; starting it again");
                 tokio::select! {
                     _ = stop.cancelled() => return,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod health;
+pub mod metrics;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::domain::Reason;
 use crate::http_error::error_response;
+use crate::metrics::CodeLabels;
 use crate::queue::{Body, Envelope, QueueError};
 
 pub use decode::Limits;
@@ -64,6 +65,24 @@ pub enum IngestError {
     /// 503: the applications could not be loaded.
     #[error("store unavailable")]
     StoreUnavailable,
+}
+
+impl IngestError {
+    /// The stable code its answer carries (and the metrics count it under).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MediaType(_) => "unsupported_media_type",
+            Self::TooLarge(_) => "too_large",
+            Self::BadEncoding(_) => "bad_encoding",
+            Self::Refused { code, .. } => code,
+            Self::Unavailable(QueueError::Full { .. }, _) => "queue_full",
+            Self::Unavailable(QueueError::Unavailable(_), _) => "queue_unavailable",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden_origin",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
 }
 
 impl IntoResponse for IngestError {
@@ -129,8 +148,14 @@ pub async fn collect(State(state): State<AppState>, request: Request) -> Respons
     let origin = trust::request_origin(request.headers()).flatten();
     let result = accept(&state, request).await;
     let mut response = match result {
-        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
-        Err(e) => e.into_response(),
+        Ok(accepted) => {
+            state.metrics.events_accepted.inc_by(accepted.accepted as u64);
+            (StatusCode::ACCEPTED, Json(accepted)).into_response()
+        }
+        Err(e) => {
+            state.metrics.requests_refused.get_or_create(&CodeLabels { code: e.code().into() }).inc();
+            e.into_response()
+        }
     };
     let index = state.apps.index().await.ok();
     trust::add_cors(&mut response, origin.as_deref(), index.as_deref());

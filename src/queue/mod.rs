@@ -97,4 +97,7 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     /// claim that is never settled is handed out again after a while, so no
     /// failure of a worker can strand an entry.
     async fn in_flight(&self) -> Result<u64, QueueError>;
+
+    /// When the oldest entry not yet acknowledged was received; `None` when empty.
+    async fn oldest(&self) -> Result<Option<DateTime<Utc>>, QueueError>;
 }

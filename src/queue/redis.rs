@@ -410,6 +410,24 @@ impl Queue for RedisQueue {
         Ok(len)
     }
 
+    async fn oldest(&self) -> Result<Option<DateTime<chrono::Utc>>, QueueError> {
+        let mut conn = self.conn.clone();
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&self.stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Value::Array(entries) = reply else { return Ok(None) };
+        match entries.first() {
+            Some(entry) => Ok(Some(decode(entry, 0)?.envelope.received_at)),
+            None => Ok(None),
+        }
+    }
+
     async fn in_flight(&self) -> Result<u64, QueueError> {
         let mut conn = self.conn.clone();
         // The summary form: [count, smallest id, greatest id, per consumer].

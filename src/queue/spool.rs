@@ -39,6 +39,7 @@ use uuid::Uuid;
 
 use super::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
 use crate::domain::Reason;
+use crate::metrics::Metrics;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,6 +128,16 @@ impl Spool {
     /// Opens (creating if needed) the spool database at `path`. Claims not
     /// settled within `claim_idle` are handed out again.
     pub async fn open(path: &Path, max_depth: u64, claim_idle: Duration) -> Result<Self, QueueError> {
+        Self::open_with_metrics(path, max_depth, claim_idle, Arc::new(Metrics::new())).await
+    }
+
+    /// As [`Spool::open`], recording commit latency and group sizes in `metrics`.
+    pub async fn open_with_metrics(
+        path: &Path,
+        max_depth: u64,
+        claim_idle: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, QueueError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("creating {}: {e}", dir.display())))?;
         }
@@ -164,7 +175,7 @@ impl Spool {
         let appended = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(MAX_GROUP);
         let failed_commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_loop(writer, rx, depth.clone(), appended.clone(), failed_commits.clone()));
+        tokio::spawn(write_loop(writer, rx, depth.clone(), appended.clone(), failed_commits.clone(), metrics));
         Ok(Self {
             commands: tx,
             reader,
@@ -251,6 +262,7 @@ async fn write_loop(
     depth: Arc<AtomicU64>,
     appended: Arc<Notify>,
     failed_commits: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 ) {
     let mut group = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -269,6 +281,7 @@ async fn write_loop(
         let result = match AssertUnwindSafe(apply(&mut conn, &group)).catch_unwind().await {
             Ok(result) => result,
             Err(_) => {
+                metrics.panicked("spool_writer");
                 tracing::error!(commands = group.len(), "the spool writer panicked; failing this group");
                 // The transaction was dropped mid-way; make sure none is left open.
                 let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
@@ -276,8 +289,12 @@ async fn write_loop(
             }
         };
         tracing::trace!(commands = group.len(), micros = started.elapsed().as_micros() as u64, "spool group commit");
+        metrics.spool_commit_seconds.observe(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok((added, removed)) => {
+                if added > 0 {
+                    metrics.spool_group_size.observe(added as f64);
+                }
                 // Appends were counted when `enqueue` reserved room for them.
                 depth.fetch_sub(removed, Ordering::SeqCst);
                 if added > 0 {
@@ -451,5 +468,14 @@ impl Queue for Spool {
 
     async fn in_flight(&self) -> Result<u64, QueueError> {
         Ok(self.claims.lock().await.in_flight.len() as u64)
+    }
+
+    async fn oldest(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, QueueError> {
+        // The first row by `seq` is the oldest appended: one step down the primary key.
+        let micros: Option<i64> = sqlx::query_scalar("SELECT received_at FROM spool ORDER BY seq LIMIT 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?;
+        Ok(micros.and_then(DateTime::from_timestamp_micros))
     }
 }

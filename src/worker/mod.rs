@@ -25,6 +25,7 @@ pub use catalog_cache::CatalogCache;
 
 use crate::config::WorkerSettings;
 use crate::domain::{self, Catalog, Reason, Rules};
+use crate::metrics::{CodeLabels, Metrics};
 use crate::queue::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
 use crate::store::{EventSink, NewEvent, NewEventError, StoreError, WriteBatch};
 
@@ -44,6 +45,7 @@ pub struct Worker {
     /// How long a worker waits for a partial batch to fill (see [`Worker::step`]).
     linger: Duration,
     max_attempts: u32,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a step did not complete; the entries it held stay in the queue.
@@ -95,7 +97,19 @@ impl Worker {
             batch_size: settings.batch_size,
             linger: settings.linger,
             max_attempts: settings.max_attempts,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Records batch sizes, store latency, retries and outcomes in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where this worker records what it does.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Runs until `shutdown`; finishes the batch in hand first.
@@ -165,6 +179,7 @@ impl Worker {
         if claimed == 0 {
             return Ok(0);
         }
+        self.metrics.worker_batch_size.observe(claimed as f64);
         let mut items: Vec<Item> = deliveries.into_iter().map(|d| self.process(d, &catalog)).collect();
 
         // From here on the entries are this worker's to settle: every failure
@@ -173,6 +188,7 @@ impl Worker {
         // queue's claim timeout is only the backstop for a worker that dies).
         let mut backoff = Backoff::default();
         loop {
+            let started = std::time::Instant::now();
             let written = match self.store.write(&batch_of(&items)).await {
                 Err(StoreError::Rejected(e)) => {
                     tracing::warn!(error = %e, "store refused a batch; writing it row by row");
@@ -180,9 +196,11 @@ impl Worker {
                 }
                 other => other,
             };
+            self.metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
             match written {
                 Ok(()) => break,
                 Err(e) => {
+                    self.metrics.store_retries.inc();
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unavailable; will retry the batch");
                     pause(delay, shutdown).await?;
@@ -195,15 +213,30 @@ impl Worker {
         let retry: Vec<DeliveryTag> = retry.iter().map(|i| i.tag).collect();
         let mut backoff = Backoff::default();
         while let Err(e) = self.queue.ack(&done).await {
+            self.metrics.store_retries.inc();
             let delay = backoff.next_delay();
             tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot acknowledge a stored batch; will retry");
             pause(delay, shutdown).await?;
         }
         let mut backoff = Backoff::default();
         while let Err(e) = self.queue.release(&retry).await {
+            self.metrics.store_retries.inc();
             let delay = backoff.next_delay();
             tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot release entries for another attempt; will retry");
             pause(delay, shutdown).await?;
+        }
+        for item in &items {
+            match &item.outcome {
+                Outcome::Event(_) => {
+                    self.metrics.events_stored.inc();
+                }
+                Outcome::Error(e) => {
+                    for reason in &e.reasons {
+                        self.metrics.event_errors.get_or_create(&CodeLabels { code: reason.code.clone() }).inc();
+                    }
+                }
+                Outcome::Retry => {}
+            }
         }
         tracing::debug!(claimed, retried = retry.len(), "batch done");
         Ok(claimed)
@@ -234,6 +267,7 @@ impl Worker {
             },
         }));
         let outcome = outcome.unwrap_or_else(|_| {
+            self.metrics.panicked("validation");
             tracing::error!(%event_id, attempt = d.attempts + 1, "processing an entry panicked");
             self.last_chance(
                 d.attempts,

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("store", 1),
     ("queue", 1),
     ("rate", 1),
+    ("metrics", 0),
     ("domain", 0),
 ];
 

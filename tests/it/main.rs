@@ -5,6 +5,7 @@
 
 mod helpers;
 mod login_throttle;
+mod metrics;
 
 mod admin;
 mod admin_browser;

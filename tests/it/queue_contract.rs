@@ -162,6 +162,19 @@ pub async fn a_claim_never_settled_is_handed_out_again(h: &impl Harness) {
     assert_eq!(q.in_flight().await.unwrap(), 0);
 }
 
+/// The oldest entry not yet acknowledged is reported (for the backlog-age metric).
+pub async fn the_oldest_waiting_entry_is_known(h: &impl Harness) {
+    let q = h.open(100).await;
+    assert_eq!(q.oldest().await.unwrap(), None);
+    let first = envelope(1);
+    q.enqueue(vec![first.clone(), envelope(2)]).await.unwrap();
+    let oldest = q.oldest().await.unwrap().expect("an oldest entry");
+    assert_eq!(oldest.timestamp_micros(), first.received_at.timestamp_micros());
+    let all = q.claim(10, Duration::ZERO).await.unwrap();
+    q.ack(&all.iter().map(|d| d.tag).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(q.oldest().await.unwrap(), None);
+}
+
 macro_rules! queue_contract {
     ($name:ident, $harness:expr) => {
         mod $name {
@@ -195,6 +208,12 @@ macro_rules! queue_contract {
             async fn a_waiting_claim_wakes_on_enqueue() {
                 let Some(h) = $harness.await else { return };
                 super::a_waiting_claim_wakes_on_enqueue(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn the_oldest_waiting_entry_is_known() {
+                let Some(h) = $harness.await else { return };
+                super::the_oldest_waiting_entry_is_known(&h).await;
                 h.cleanup().await;
             }
             #[tokio::test]
