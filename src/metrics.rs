@@ -153,6 +153,10 @@ impl Metrics {
         if let Ok(mut registry) = m.registry.lock() {
             *registry = r;
         }
+        // Known label values start at zero, so `increase()` sees the first one.
+        for task in ["validation", "worker", "spool_writer"] {
+            m.panics.get_or_create(&PanicLabels { task: task.into() }).inc_by(0);
+        }
         m
     }
 

@@ -60,3 +60,35 @@ async fn metrics_need_a_token_unless_public() {
     let public = TestApp::spawn_with(|s| s.metrics_public = true).await;
     assert_eq!(public.client.get(public.url("/metrics")).send().await.unwrap().status(), StatusCode::OK);
 }
+
+/// The alert rules and the Grafana dashboard in docs/ops name only metrics
+/// The Eye exports, so neither can drift from the code unnoticed.
+#[tokio::test]
+async fn the_shipped_alerts_and_dashboard_use_real_metrics() {
+    let app = TestApp::spawn().await;
+    let mut invalid = pageview("ops", 2);
+    invalid["name"] = json!("undeclared");
+    app.accept(&json!([pageview("ops", 1), invalid])).await;
+    let _ = app.post_raw("x", &[("content-type", "text/html")]).await;
+    app.process().await;
+    let exported = scrape(&app).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ops");
+    for file in ["alerts.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut names: Vec<String> = Vec::new();
+        for (i, _) in text.match_indices("the_eye_") {
+            let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            names.push(name);
+        }
+        assert!(!names.is_empty(), "{file} names no metric");
+        for name in names {
+            // A family with no sample yet still has its `# TYPE base kind` line.
+            let base = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            let declared = exported.lines().any(|l| l.starts_with(&format!("# TYPE {base} ")));
+            assert!(declared, "{file} uses {name}, which /metrics does not export");
+        }
+    }
+}
