@@ -50,6 +50,8 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// What `/metrics` shows.
     pub metrics: Arc<Metrics>,
+    /// When each read token's last use was recorded.
+    pub token_uses: Arc<api::auth::TokenUses>,
 }
 
 /// The assembled service: state plus the worker template.
@@ -93,6 +95,7 @@ impl App {
             clock,
             draining: CancellationToken::new(),
             metrics,
+            token_uses: Arc::default(),
         };
         Ok(Self { state, worker })
     }

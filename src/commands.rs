@@ -70,6 +70,7 @@ pub async fn create_app(settings: Settings, name: &str, origins: &[String]) -> a
     }
     let app = Application { name: name.to_string(), key: new_key(), origins, active: true };
     store.create_application(&app).await?;
+    audit(store.as_ref(), "create application", name, format!("origins {:?}", app.origins)).await;
     println!("{}", serde_json::json!({"name": app.name, "key": app.key, "origins": app.origins}));
     if app.is_server() {
         eprintln!("no --origin: this is a server key; keep it secret and send it only from servers");
@@ -88,7 +89,17 @@ pub async fn list_apps(settings: Settings) -> anyhow::Result<()> {
 pub async fn revoke_app(settings: Settings, name: &str) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     anyhow::ensure!(store.set_application_active(name, false).await?, "no application named {name:?}");
+    audit(store.as_ref(), "revoke application", name, String::new()).await;
     eprintln!("application {name:?} revoked; its requests are refused from now on (within catalog_refresh_secs on running servers)");
+    Ok(())
+}
+
+/// `the-eye apps activate NAME`: a revoked application may send again.
+pub async fn activate_app(settings: Settings, name: &str) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    anyhow::ensure!(store.set_application_active(name, true).await?, "no application named {name:?}");
+    audit(store.as_ref(), "reactivate application", name, String::new()).await;
+    eprintln!("application {name:?} may send again (within catalog_refresh_secs on running servers)");
     Ok(())
 }
 
@@ -97,10 +108,30 @@ pub async fn rotate_app(settings: Settings, name: &str) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let key = new_key();
     anyhow::ensure!(store.set_application_key(name, &key).await?, "no application named {name:?}");
+    audit(store.as_ref(), "rotate key", name, String::new()).await;
     let app = store.applications().await?.into_iter().find(|a| a.name == name);
     let origins = app.map(|a| a.origins).unwrap_or_default();
     println!("{}", serde_json::json!({"name": name, "key": key, "origins": origins}));
     Ok(())
+}
+
+/// Writes a command-line change to the audit log, as the admin panel does for
+/// its own: the user is `cli` (with the operating-system user when known).
+async fn audit(store: &dyn store::Store, action: &str, object: &str, detail: String) {
+    let who = match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".to_string(),
+    };
+    let entry = store::AdminAction {
+        at: chrono::Utc::now(),
+        username: who,
+        action: action.into(),
+        object: object.into(),
+        detail,
+    };
+    if let Err(e) = store.log_action(&entry).await {
+        tracing::warn!(error = %e, "cannot write the audit log");
+    }
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
@@ -144,6 +175,7 @@ pub async fn create_superuser(
     };
     match store.create_user(&user).await {
         Ok(()) => {
+            audit(store.as_ref(), "create superuser", &user.username, String::new()).await;
             eprintln!("Superuser {:?} created.", user.username);
             Ok(())
         }
@@ -177,10 +209,92 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
 pub async fn create_token(settings: Settings, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(!name.trim().is_empty(), "--name must not be blank");
     let store = open_store(&settings).await?;
+    anyhow::ensure!(
+        !store.tokens().await?.iter().any(|t| t.name == name),
+        "a token named {name:?} already exists: revoke it first (`the-eye tokens revoke {name:?}`) or pick another name"
+    );
     let token = auth::new_token();
     store.create_token(name, &auth::hash_token(&token)).await?;
+    audit(store.as_ref(), "create token", name, String::new()).await;
     println!("{token}");
     eprintln!("token {name:?} created; it is shown only once. Use it as: Authorization: Bearer <token>");
+    Ok(())
+}
+
+/// `the-eye tokens list`: every read token as JSON (name, created, last used; never the secret).
+pub async fn list_tokens(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let tokens: Vec<_> = store
+        .tokens()
+        .await?
+        .into_iter()
+        .map(|t| serde_json::json!({"name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at}))
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&tokens)?);
+    Ok(())
+}
+
+/// `the-eye tokens revoke NAME`: the token stops working at once.
+pub async fn revoke_token(settings: Settings, name: &str) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let revoked = store.revoke_tokens(name).await?;
+    anyhow::ensure!(revoked > 0, "no token named {name:?} (see `the-eye tokens list`)");
+    audit(store.as_ref(), "revoke token", name, format!("{revoked} revoked")).await;
+    eprintln!("token {name:?} revoked; requests with it get 401 from now on");
+    Ok(())
+}
+
+/// `the-eye users list`: every admin user as JSON (never the password hash).
+pub async fn list_users(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let users: Vec<_> = store
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| {
+            serde_json::json!({"username": u.username, "email": u.email, "superuser": u.is_superuser,
+                               "active": u.active, "created_at": u.created_at})
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&users)?);
+    Ok(())
+}
+
+/// `the-eye users set-password USER`: a new password (asked twice, or the first
+/// line of stdin with `--password-stdin`); the user's sessions end.
+pub async fn set_user_password(settings: Settings, username: &str, password_stdin: bool) -> anyhow::Result<()> {
+    use crate::admin::users;
+    let store = open_store(&settings).await?;
+    let user = store.users().await?.into_iter().find(|u| u.username == username);
+    let user = user.ok_or_else(|| anyhow::anyhow!("no user named {username:?} (see `the-eye users list`)"))?;
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        users::ask_password(&mut users::Terminal, &user.username, &user.email)?
+    };
+    let problems = users::password_problems(&user.username, &user.email, &password);
+    anyhow::ensure!(problems.is_empty(), "this password is too weak: {}", problems.join("; "));
+    let hash = users::hash_password(&password).map_err(anyhow::Error::msg)?;
+    // No session is kept: every one of theirs ends.
+    store.set_password(&user.username, &hash, "").await?;
+    audit(store.as_ref(), "set password", &user.username, "all sessions ended".into()).await;
+    eprintln!("password of {username:?} changed; their sessions were signed out");
+    Ok(())
+}
+
+/// `the-eye users activate|deactivate USER`: may sign in, or not (sessions end at once).
+pub async fn set_user_active(settings: Settings, username: &str, active: bool) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    anyhow::ensure!(
+        store.set_user_active(username, active).await?,
+        "no user named {username:?} (see `the-eye users list`)"
+    );
+    let action = if active { "activate user" } else { "deactivate user" };
+    audit(store.as_ref(), action, username, String::new()).await;
+    let what = if active { "may sign in again" } else { "can no longer sign in; their sessions ended" };
+    eprintln!("user {username:?} {what}");
     Ok(())
 }
 

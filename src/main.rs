@@ -76,6 +76,35 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Admin users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Print every admin user as JSON (never a password hash).
+    List,
+    /// Set a user's password (asked twice); every session of theirs ends.
+    SetPassword {
+        /// The user's name.
+        username: String,
+        /// Read the password from the first line of standard input (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Let a user sign in again.
+    Activate {
+        /// The user's name.
+        username: String,
+    },
+    /// Stop a user from signing in; their sessions end at once.
+    Deactivate {
+        /// The user's name.
+        username: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +121,11 @@ enum AppsCommand {
     },
     /// Print every application as JSON.
     List,
+    /// Accept a revoked application's requests again.
+    Activate {
+        /// The application's name.
+        name: String,
+    },
     /// Refuse the application's requests from now on.
     Revoke {
         /// The application's name.
@@ -108,8 +142,15 @@ enum AppsCommand {
 enum TokensCommand {
     /// Create a token and print it (only its hash is stored).
     Create {
-        /// Who or what the token is for.
+        /// Who or what the token is for (unique).
         #[arg(long)]
+        name: String,
+    },
+    /// Print every token as JSON: name, created, last used (never the token).
+    List,
+    /// Revoke a token by name: requests with it get 401 at once.
+    Revoke {
+        /// The token's name.
         name: String,
     },
 }
@@ -163,10 +204,23 @@ async fn run() -> anyhow::Result<()> {
         Command::Createsuperuser { username, email, password_stdin } => {
             commands::create_superuser(settings, username, email, password_stdin).await
         }
-        Command::Tokens { command: TokensCommand::Create { name } } => commands::create_token(settings, &name).await,
+        Command::Tokens { command } => match command {
+            TokensCommand::Create { name } => commands::create_token(settings, &name).await,
+            TokensCommand::List => commands::list_tokens(settings).await,
+            TokensCommand::Revoke { name } => commands::revoke_token(settings, &name).await,
+        },
+        Command::Users { command } => match command {
+            UsersCommand::List => commands::list_users(settings).await,
+            UsersCommand::SetPassword { username, password_stdin } => {
+                commands::set_user_password(settings, &username, password_stdin).await
+            }
+            UsersCommand::Activate { username } => commands::set_user_active(settings, &username, true).await,
+            UsersCommand::Deactivate { username } => commands::set_user_active(settings, &username, false).await,
+        },
         Command::Apps { command } => match command {
             AppsCommand::Create { name, origins } => commands::create_app(settings, &name, &origins).await,
             AppsCommand::List => commands::list_apps(settings).await,
+            AppsCommand::Activate { name } => commands::activate_app(settings, &name).await,
             AppsCommand::Revoke { name } => commands::revoke_app(settings, &name).await,
             AppsCommand::Rotate { name } => commands::rotate_app(settings, &name).await,
         },

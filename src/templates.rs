@@ -31,6 +31,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("admin/applications.html", include_str!("../templates/admin/applications.html")),
     ("admin/application.html", include_str!("../templates/admin/application.html")),
     ("admin/log.html", include_str!("../templates/admin/log.html")),
+    ("admin/tokens.html", include_str!("../templates/admin/tokens.html")),
     ("website/base.html", include_str!("../templates/website/base.html")),
     ("website/home.html", include_str!("../templates/website/home.html")),
     ("website/form.html", include_str!("../templates/website/form.html")),

@@ -15,6 +15,7 @@
 //! - `errors`: list with filters, detail, delete and replay.
 //! - `catalog`: categories and event types with JSON Schemas, with a preview.
 //! - `applications`: who may send: keys, origins, revocation.
+//! - `tokens`: read-API tokens: when each was last used, and revocation.
 
 mod applications;
 mod catalog;
@@ -23,5 +24,6 @@ mod errors;
 mod events;
 pub mod kit;
 pub mod throttle;
+mod tokens;
 pub mod users;
 pub mod web;

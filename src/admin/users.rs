@@ -55,6 +55,13 @@ pub fn ask(
         Some(e) => e,
         None => prompt.line("Email address: ")?.trim().to_string(),
     };
+    let password = ask_password(prompt, &username, &email)?;
+    Ok((username, email, password))
+}
+
+/// Asks for a new password twice, until the two match and the rules accept it
+/// (three tries).
+pub fn ask_password(prompt: &mut dyn Prompter, username: &str, email: &str) -> std::io::Result<String> {
     for _ in 0..3 {
         let password = prompt.secret("Password: ")?;
         let again = prompt.secret("Password (again): ")?;
@@ -62,9 +69,9 @@ pub fn ask(
             prompt.say("Error: your passwords didn't match.");
             continue;
         }
-        let problems = password_problems(&username, &email, &password);
+        let problems = password_problems(username, email, &password);
         if problems.is_empty() {
-            return Ok((username, email, password));
+            return Ok(password);
         }
         prompt.say(&format!("This password is too weak: {}.", problems.join("; ")));
     }

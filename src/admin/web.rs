@@ -188,6 +188,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(super::errors::routes())
         .merge(super::catalog::routes())
         .merge(super::applications::routes())
+        .merge(super::tokens::routes())
         .route_layer(middleware::from_fn(check_csrf))
         .route_layer(middleware::from_fn_with_state(state, require_session));
     Router::new()

@@ -40,10 +40,41 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
             "send Authorization: Bearer <token> (create one with `the-eye tokens create`)",
         ));
     };
-    if !state.store.token_exists(&hash_token(token)).await? {
+    let hash = hash_token(token);
+    // Asked every time, never cached: a revoked token is refused at once.
+    if !state.store.token_exists(&hash).await? {
         return Err(ApiError::Unauthorized("the bearer token is not valid"));
     }
+    if state.token_uses.due(hash) {
+        if let Err(e) = state.store.touch_token(&hash, state.clock.now()).await {
+            tracing::warn!(error = %e, "cannot record a token's last use");
+        }
+    }
     Ok(next.run(request).await)
+}
+
+/// When each token's last use was written, so that it is written at most
+/// once a minute however busy the token is.
+#[derive(Debug, Default)]
+pub struct TokenUses(std::sync::Mutex<std::collections::HashMap<[u8; 32], tokio::time::Instant>>);
+
+/// How often a token's last use is written.
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl TokenUses {
+    /// True (and noted) when this token's use should be written now.
+    fn due(&self, hash: [u8; 32]) -> bool {
+        let Ok(mut seen) = self.0.lock() else { return false };
+        let now = tokio::time::Instant::now();
+        if seen.get(&hash).is_some_and(|at| now.duration_since(*at) < TOUCH_EVERY) {
+            return false;
+        }
+        if seen.len() > 10_000 {
+            seen.retain(|_, at| now.duration_since(*at) < TOUCH_EVERY);
+        }
+        seen.insert(hash, now);
+        true
+    }
 }
 
 /// Adds the `WWW-Authenticate` challenge that a 401 must carry.

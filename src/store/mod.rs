@@ -357,6 +357,16 @@ pub trait Access: Send + Sync + std::fmt::Debug + 'static {
     async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError>;
     /// True when a token with this hash exists.
     async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError>;
+    /// Every read token (never its secret), by name.
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Records that the token with this hash was used at `at`.
+    async fn touch_token(&self, hash: &[u8], at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Deletes every token named `name`; how many went.
+    async fn revoke_tokens(&self, name: &str) -> Result<u64, StoreError>;
+    /// Every admin user, by username.
+    async fn users(&self) -> Result<Vec<UserInfo>, StoreError>;
+    /// Lets a user sign in or not; deactivating ends their sessions. False when there is no such user.
+    async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError>;
     /// Adds an admin user; a username already taken is `Rejected`.
     async fn create_user(&self, user: &NewUser) -> Result<(), StoreError>;
     /// The password hash of an active user, for logging in.
@@ -420,6 +430,32 @@ pub(crate) fn attach_type(categories: &mut [Category], t: EventType) {
     if let Some(c) = categories.iter_mut().find(|c| c.id == Some(t.category_id)) {
         c.types.push(t);
     }
+}
+
+/// A read token as listed: never its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Who or what it is for.
+    pub name: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used, to the minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// An admin user as listed: never the password hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Login name.
+    pub username: String,
+    /// Contact address, maybe empty.
+    pub email: String,
+    /// May do everything.
+    pub is_superuser: bool,
+    /// May sign in.
+    pub active: bool,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
 }
 
 /// A signed-in admin session.

@@ -10,6 +10,7 @@
 //! | `classify(sqlx::Error) -> StoreError` | by result code | by SQLSTATE class |
 //! | `db_time(DateTime<Utc>)` | microseconds (`INTEGER`) | `timestamptz` |
 //! | `read_time(&Row, column) -> Result<DateTime<Utc>, StoreError>` | from microseconds | as is |
+//! | `read_opt_time(&Row, column)`: the same for a nullable column | | |
 //! | `text(&str) -> String` | as is | U+0000 replaced (PostgreSQL refuses it) |
 //!
 //! and name its JSON columns' casts: `json_in` is appended to a placeholder
@@ -114,6 +115,78 @@ macro_rules! impl_access {
                     .await
                     .map_err(classify)?;
                 Ok(found.is_some())
+            }
+
+            async fn tokens(&self) -> Result<Vec<$crate::store::TokenInfo>, StoreError> {
+                sqlx::query("SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name, id")
+                    .fetch_all(&self.$r)
+                    .await
+                    .map_err(classify)?
+                    .iter()
+                    .map(|r| {
+                        Ok($crate::store::TokenInfo {
+                            name: r.get("name"),
+                            created_at: read_time(r, "created_at")?,
+                            last_used_at: read_opt_time(r, "last_used_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn touch_token(&self, hash: &[u8], at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+                sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
+                    .bind(db_time(at))
+                    .bind(hash)
+                    .execute(&self.$w)
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            }
+
+            async fn revoke_tokens(&self, name: &str) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+                    .bind(text(name))
+                    .execute(&self.$w)
+                    .await
+                    .map_err(classify)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn users(&self) -> Result<Vec<$crate::store::UserInfo>, StoreError> {
+                sqlx::query("SELECT username, email, is_superuser, active, created_at FROM users ORDER BY username")
+                    .fetch_all(&self.$r)
+                    .await
+                    .map_err(classify)?
+                    .iter()
+                    .map(|r| {
+                        Ok($crate::store::UserInfo {
+                            username: r.get("username"),
+                            email: r.get("email"),
+                            is_superuser: r.get("is_superuser"),
+                            active: r.get("active"),
+                            created_at: read_time(r, "created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
+                let mut tx = self.$w.begin().await.map_err(classify)?;
+                let done = sqlx::query("UPDATE users SET active = $1 WHERE username = $2")
+                    .bind(active)
+                    .bind(text(username))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                if !active {
+                    sqlx::query("DELETE FROM admin_sessions WHERE username = $1")
+                        .bind(text(username))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn create_user(&self, user: &$crate::domain::user::NewUser) -> Result<(), StoreError> {

@@ -170,6 +170,13 @@ async fn a_category_and_an_event_type_with_a_schema_then_an_error_replayed_after
     b.screenshot("categories").await;
     b.open(&app.url("/admin/applications/")).await;
     b.screenshot("applications").await;
+    // The test app made a read token named "tests", used by the checks above.
+    b.open(&app.url("/admin/tokens/")).await;
+    assert!(b.text("table").await.contains("tests"));
+    b.client.set_window_size(1400, 900).await.unwrap();
+    b.screenshot("tokens").await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.screenshot("tokens-phone").await;
     b.close().await;
 }
 

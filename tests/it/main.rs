@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod lifecycle;
 mod login_throttle;
 mod metrics;
 

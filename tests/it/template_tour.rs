@@ -49,6 +49,7 @@ async fn every_template_renders_through_its_page() {
         ("admin/applications.html", ("/admin/applications/".into(), StatusCode::OK)),
         ("admin/application.html", (format!("/admin/applications/{application}/"), StatusCode::OK)),
         ("admin/log.html", ("/admin/log/".into(), StatusCode::OK)),
+        ("admin/tokens.html", ("/admin/tokens/".into(), StatusCode::OK)),
         ("website/base.html", ("/website/".into(), StatusCode::OK)),
         ("website/home.html", ("/website/".into(), StatusCode::OK)),
         ("website/form.html", ("/website/form/".into(), StatusCode::OK)),

@@ -114,6 +114,11 @@ fn read_time(row: &PgRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
     row.try_get(column).map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
+/// A nullable `timestamptz` column.
+fn read_opt_time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get(column).map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
 /// Text as it is bound: without U+0000, which PostgreSQL refuses.
 fn text(s: &str) -> String {
     without_nul(s)

@@ -138,6 +138,11 @@ fn read_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError>
     time(row.get(column))
 }
 
+/// A nullable time column, from microseconds.
+fn read_opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.get::<Option<i64>, _>(column).map(time).transpose()
+}
+
 /// Text as it is bound: SQLite takes any string.
 fn text(s: &str) -> String {
     s.to_string()
