@@ -218,7 +218,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes(state.clone()))
         .merge(api::metrics::routes(state.clone()))
         .merge(admin::web::routes(state.clone()))
-        .merge(crate::website::routes())
+        .merge(crate::website::routes(state.settings.demo))
         .fallback(http_error::not_found)
         .method_not_allowed_fallback(http_error::method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))

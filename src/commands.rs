@@ -16,7 +16,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
     let app = App::build(settings.clone()).await?;
-    ensure_demo_application(&settings, app.state().store.as_ref()).await?;
+    if settings.demo {
+        ensure_demo_application(&settings, app.state().store.as_ref()).await?;
+    }
     app.state().apps.refresh().await?;
     let addr = listener.local_addr()?;
     if settings.worker.workers == 0 && settings.queue.redis_url.is_none() {

@@ -39,6 +39,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// Log lines: text or JSON.
     pub log_format: LogFormat,
+    /// The demo website at `/website/` and its `demo` application.
+    pub demo: bool,
 }
 
 /// The HTTP server.
@@ -220,6 +222,7 @@ pub struct RawSettings {
     pub catalog_refresh_secs: u64,
     pub log_format: LogFormat,
     pub metrics_public: bool,
+    pub demo: bool,
 }
 
 impl Default for RawSettings {
@@ -262,6 +265,7 @@ impl Default for RawSettings {
             catalog_refresh_secs: 2,
             log_format: LogFormat::Text,
             metrics_public: false,
+            demo: true,
         }
     }
 }
@@ -335,6 +339,7 @@ fn example(key: &str) -> &'static str {
         "redis_prefix" => "the-eye",
         "log_format" => "json",
         "trust_proxy" | "allow_unsafe_redis" | "metrics_public" => "true",
+        "demo" => "false",
         "max_json_depth" => "32 (at most 120)",
         k if k.ends_with("_secs") || k.ends_with("_ms") => "10",
         k if k.ends_with("_bytes") => "1048576",
@@ -464,6 +469,7 @@ impl RawSettings {
             },
             store: StoreSettings { data_dir: self.data_dir, database },
             log_format: self.log_format,
+            demo: self.demo,
         })
     }
 }

@@ -8,7 +8,7 @@
 //!   application, which `serve` creates for its own origins at first start.
 
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{extract::State, Router};
 use tower_http::compression::CompressionLayer;
@@ -19,9 +19,17 @@ use crate::app::AppState;
 pub const DEMO_APP: &str = "demo";
 
 /// The tracker and website routes.
-pub fn routes() -> Router<AppState> {
-    let assets = Router::new()
+///
+/// The tracker is always served: real websites load it. With `demo` off the
+/// demo pages are not, and `/` leads to the admin panel instead of the demo.
+pub fn routes(demo: bool) -> Router<AppState> {
+    let tracker = Router::new()
         .route("/static/eye.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../static/eye.js"))))
+        .layer(CompressionLayer::new());
+    if !demo {
+        return tracker.route("/", get(|| async { Redirect::to("/admin/") }));
+    }
+    let assets = Router::new()
         .route(
             "/website/site.css",
             get(|| asset("text/css; charset=utf-8", include_str!("../static/website/site.css"))),
@@ -29,10 +37,12 @@ pub fn routes() -> Router<AppState> {
         .route("/website/banner.svg", get(|| asset("image/svg+xml", include_str!("../static/website/banner.svg"))))
         .layer(CompressionLayer::new());
     Router::new()
-        .route("/website", get(|| async { axum::response::Redirect::permanent("/website/") }))
+        .route("/", get(|| async { Redirect::to("/website/") }))
+        .route("/website", get(|| async { Redirect::permanent("/website/") }))
         .route("/website/", get(home))
         .route("/website/form/", get(form).post(thanks))
         .merge(assets)
+        .merge(tracker)
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -196,3 +196,32 @@ async fn the_demo_website_works_on_a_fresh_install_with_no_set_up() {
     assert_eq!(hosts, [format!("127.0.0.1:{port}"), format!("localhost:{port}")]);
     b.close().await;
 }
+
+/// `demo = false`: no demo application, no `/website/`, and `/` leads to the
+/// admin panel; the tracker itself is still served for real websites.
+#[tokio::test]
+async fn the_demo_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let eye = crate::procs::Eye::start(
+        &["--data-dir", &data, "--listen", "127.0.0.1:0", "serve"],
+        &[("THE_EYE_DEMO", "false")],
+    )
+    .await;
+    let base = eye.base.clone().unwrap();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert_eq!(client.get(format!("{base}/website/")).send().await.unwrap().status(), reqwest::StatusCode::NOT_FOUND);
+    let root = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(root.headers()["location"], "/admin/");
+    assert_eq!(client.get(format!("{base}/static/eye.js")).send().await.unwrap().status(), reqwest::StatusCode::OK);
+    let out =
+        std::process::Command::new(crate::procs::BIN).args(["--data-dir", &data, "apps", "list"]).output().unwrap();
+    let apps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(apps.as_array().unwrap().iter().all(|a| a["name"] != "demo"), "no demo application: {apps}");
+    eye.kill().await;
+
+    // With the demo on (the default), `/` leads to it.
+    let on = crate::procs::Eye::start(&["--data-dir", &data, "--listen", "127.0.0.1:0", "serve"], &[]).await;
+    let root = client.get(format!("{}/", on.base.clone().unwrap())).send().await.unwrap();
+    assert_eq!(root.headers()["location"], "/website/");
+}
