@@ -34,6 +34,8 @@ WORKDIR /var/lib/the-eye
 ENV THE_EYE_LISTEN=0.0.0.0:8000 \
     THE_EYE_DATA_DIR=/var/lib/the-eye \
     THE_EYE_LOG_FORMAT=json
+# The spool and the SQLite store of the embedded deployment live here.
+VOLUME ["/var/lib/the-eye"]
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
 ENTRYPOINT ["the-eye"]
