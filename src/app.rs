@@ -69,9 +69,7 @@ impl App {
 
     /// As [`App::build`], with an injected clock.
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let data_dir = &settings.store.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
+        prepare_data_dir(&settings.store.data_dir)?;
         let store = store::open(settings.store.database.as_str()).await?;
         store.migrate().await?;
         let metrics = Arc::new(Metrics::new());
@@ -180,6 +178,28 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Makes the data dir if needed and checks that it can be written, so that a
+/// read-only one is reported as such rather than as a database error later.
+pub fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let shown = dir.display();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow::anyhow!("cannot create the data dir {shown}: {e}; give a writable --data-dir (THE_EYE_DATA_DIR)")
+    })?;
+    let probe = dir.join(".the-eye-write-check");
+    std::fs::write(&probe, b"").map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
+            "it is on a read-only file system"
+        } else {
+            "it cannot be written"
+        };
+        anyhow::anyhow!(
+            "the data dir {shown} is not usable: {why} ({e}); give a writable --data-dir (THE_EYE_DATA_DIR)"
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
 }
 
 /// What the settings allow each client connection.

@@ -137,7 +137,7 @@ async fn audit(store: &dyn store::Store, action: &str, object: &str, detail: Str
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
-    std::fs::create_dir_all(&settings.store.data_dir)?;
+    crate::app::prepare_data_dir(&settings.store.data_dir)?;
     let store = store::open(settings.store.database.as_str()).await?;
     store.migrate().await?;
     Ok(store)
@@ -152,6 +152,13 @@ pub async fn create_superuser(
     password_stdin: bool,
 ) -> anyhow::Result<()> {
     use crate::admin::users::{self, NewUser};
+    use std::io::IsTerminal;
+    anyhow::ensure!(
+        password_stdin || std::io::stdin().is_terminal(),
+        "createsuperuser asks for the password on a terminal, and there is none here (a script or a container?): \
+         give --username and pipe the password in with --password-stdin, like \
+         `echo \"$PASSWORD\" | the-eye createsuperuser --username admin --password-stdin`"
+    );
     let (username, email, password) = if password_stdin {
         let username = username.ok_or_else(|| anyhow::anyhow!("--password-stdin needs --username"))?;
         users::check_username(&username).map_err(anyhow::Error::msg)?;
@@ -200,10 +207,18 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
 
 /// `the-eye migrate`: brings the store's schema up to date.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.store.data_dir)?;
+    crate::app::prepare_data_dir(&settings.store.data_dir)?;
     let store = store::open(settings.store.database.as_str()).await?;
-    store.migrate().await?;
-    eprintln!("database is up to date");
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        eprintln!("the database was already up to date");
+    } else {
+        eprintln!("applied {} migration(s):", applied.len());
+        for m in &applied {
+            eprintln!("  {m}");
+        }
+        eprintln!("the database is up to date");
+    }
     Ok(())
 }
 

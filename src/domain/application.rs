@@ -70,6 +70,14 @@ pub fn parse_origins<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec
     for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
         let origin =
             normalize_origin(item).ok_or_else(|| format!("{item:?} is not an origin like https://shop.example.com"))?;
+        // An origin is scheme, host and port only: a path here is a mistake
+        // (the pages under it would not be the only ones allowed).
+        let after_authority = item.split_once("://").map_or("", |(_, rest)| rest);
+        if after_authority.find(['/', '?', '#']).is_some_and(|i| !after_authority[i..].trim_matches('/').is_empty()) {
+            return Err(format!(
+                "{item:?} has a path, but an origin is only scheme, host and port: use {origin:?} (every page of that site may then send)"
+            ));
+        }
         if !origins.contains(&origin) {
             origins.push(origin);
         }
@@ -98,6 +106,15 @@ pub fn new_key() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_origin_with_a_path_is_refused_with_the_origin_to_use() {
+        let err = parse_origins(["https://shop.example.com/checkout"]).unwrap_err();
+        assert!(err.contains("has a path") && err.contains("\"https://shop.example.com\""), "{err}");
+        assert!(parse_origins(["https://shop.example.com?x=1"]).is_err());
+        // A bare trailing slash is how people write an origin; it is fine.
+        assert_eq!(parse_origins(["https://shop.example.com/"]).unwrap(), ["https://shop.example.com"]);
+    }
 
     #[test]
     fn origins_are_normalised_like_browsers_send_them() {

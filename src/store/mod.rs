@@ -413,8 +413,9 @@ pub trait Curation: Send + Sync + std::fmt::Debug + 'static {
 /// `Arc<dyn Store>` coerces to any of them.
 #[async_trait]
 pub trait Store: EventSink + EventReader + Access + Curation {
-    /// Brings the schema up to date and seeds a fresh database.
-    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Brings the schema up to date and seeds a fresh database; returns the
+    /// migrations it applied now (`"8 token lifecycle"`), none when up to date.
+    async fn migrate(&self) -> Result<Vec<String>, StoreError>;
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -469,6 +470,11 @@ pub struct AdminSession {
     pub csrf_token: String,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
+}
+
+/// The migrations of `migrator` that were not among `done` before it ran.
+pub(crate) fn applied_now(migrator: &sqlx::migrate::Migrator, done: &[i64]) -> Vec<String> {
+    migrator.iter().filter(|m| !done.contains(&m.version)).map(|m| format!("{} {}", m.version, m.description)).collect()
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://…` (`postgresql://…`).

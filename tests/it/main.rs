@@ -13,6 +13,7 @@ mod admin_browser;
 mod admin_pages;
 mod architecture;
 mod browser;
+mod cli;
 mod client;
 mod collector;
 mod crash;

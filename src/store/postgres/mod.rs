@@ -126,9 +126,15 @@ fn text(s: &str) -> String {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        // Absent before the first migration: nothing applied yet.
+        let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
         MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Setup(format!("migrating: {e}")))?;
-        crate::store::EventSink::maintain(self).await
+        crate::store::EventSink::maintain(self).await?;
+        Ok(crate::store::applied_now(&MIGRATOR, &done))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -75,10 +75,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // The file is made if missing, never its directory: a typo in the URL
+        // must not quietly start an empty database somewhere new.
         if let Some(dir) = options.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Setup(format!("creating {}: {e}", dir.display())))?;
+            if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                return Err(StoreError::Setup(format!(
+                    "the directory {} of the SQLite database {url} does not exist: create it, or correct the URL",
+                    dir.display()
+                )));
             }
         }
         let writer = SqlitePoolOptions::new()
@@ -150,8 +154,14 @@ fn text(s: &str) -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.writer).await.map_err(|e| StoreError::Setup(format!("migrating: {e}")))
+    async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        // Absent before the first migration: nothing applied yet.
+        let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.writer)
+            .await
+            .unwrap_or_default();
+        MIGRATOR.run(&self.writer).await.map_err(|e| StoreError::Setup(format!("migrating: {e}")))?;
+        Ok(crate::store::applied_now(&MIGRATOR, &done))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
