@@ -64,7 +64,7 @@ start_scaled() { # sets PIDS to "ingest worker redis" and EYE_ENV
     export THE_EYE_DATABASE_URL="${PG_URL%/*}/$db" THE_EYE_REDIS_URL="redis://127.0.0.1:$port" THE_EYE_LOG=warn
     target/release/the-eye --data-dir "$dir" migrate 2>/dev/null
     KEY=$(target/release/the-eye --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-    target/release/the-eye --data-dir "$dir" --listen "$ADDR" serve --no-worker &
+    target/release/the-eye --data-dir "$dir" serve --listen "$ADDR" --no-worker &
     local ingest_pid=$!
     target/release/the-eye --data-dir "$dir" worker &
     PIDS="$ingest_pid $! $redis_pid"
@@ -84,7 +84,7 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out)
         start_scaled "$dir"
     else
         KEY=$(target/release/the-eye --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-        THE_EYE_LOG=warn target/release/the-eye --data-dir "$dir" --listen "$ADDR" serve &
+        THE_EYE_LOG=warn target/release/the-eye --data-dir "$dir" serve --listen "$ADDR" &
         PIDS=$!
     fi
     wait_for_port

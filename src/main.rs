@@ -2,49 +2,94 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use the_eye::commands;
 use the_eye::config::{Overrides, Settings};
 
 /// The Eye: a self-hosted collector of user-behaviour events.
+///
+/// With no command it serves, and takes `serve`'s flags.
 #[derive(Debug, Parser)]
 #[command(name = "the-eye", version, about)]
 struct Cli {
     /// TOML file with settings (overridden by THE_EYE_* variables and flags).
     #[arg(long, global = true, env = "THE_EYE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8000].
-    #[arg(long, global = true)]
-    listen: Option<std::net::SocketAddr>,
     /// Directory for the spool and the SQLite database [default: ./data].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Store URL [default: sqlite://<data dir>/the-eye.db].
     #[arg(long, global = true)]
     database_url: Option<String>,
-    /// Redis URL for the queue [default: none, the embedded spool].
-    #[arg(long, global = true)]
-    redis_url: Option<String>,
-    /// Use Redis even if its settings can lose acknowledged events.
-    #[arg(long, global = true)]
-    allow_unsafe_redis: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Where the queue is: `serve` and `worker` use it.
+#[derive(Debug, Default, Args)]
+struct QueueArgs {
+    /// Redis URL for the queue [default: none, the embedded spool].
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Use Redis even if its settings can lose acknowledged events.
+    #[arg(long)]
+    allow_unsafe_redis: bool,
+}
+
+/// `serve`'s flags (also those of a bare `the-eye`).
+#[derive(Debug, Default, Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Worker tasks processing the queue [default: 2].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Ingest and read side only; leave processing to `the-eye worker` processes.
+    #[arg(long, conflicts_with = "workers")]
+    no_worker: bool,
+}
+
+impl ServeArgs {
+    /// These flags, with `other`'s filling what these leave unset.
+    fn or(self, other: Self) -> Self {
+        Self {
+            listen: self.listen.or(other.listen),
+            queue: QueueArgs {
+                redis_url: self.queue.redis_url.or(other.queue.redis_url),
+                allow_unsafe_redis: self.queue.allow_unsafe_redis || other.queue.allow_unsafe_redis,
+            },
+            workers: self.workers.or(other.workers),
+            no_worker: self.no_worker || other.no_worker,
+        }
+    }
+
+    /// The first flag given, to name it in an error.
+    fn first_flag(&self) -> Option<&'static str> {
+        [
+            (self.listen.is_some(), "--listen"),
+            (self.queue.redis_url.is_some(), "--redis-url"),
+            (self.queue.allow_unsafe_redis, "--allow-unsafe-redis"),
+            (self.workers.is_some(), "--workers"),
+            (self.no_worker, "--no-worker"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve HTTP and process events (the default).
-    Serve {
-        /// Worker tasks processing the queue [default: 2].
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Ingest and read side only; leave processing to `the-eye worker` processes.
-        #[arg(long, conflicts_with = "workers")]
-        no_worker: bool,
-    },
+    Serve(ServeArgs),
     /// Process the shared queue (Redis) only: no ingest, no read API.
     Worker {
+        #[command(flatten)]
+        queue: QueueArgs,
         /// Worker tasks [default: 2].
         #[arg(long)]
         workers: Option<usize>,
@@ -176,29 +221,55 @@ fn fail(e: &anyhow::Error) -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve { workers: None, no_worker: false });
-    let (workers, worker_health_listen) = match &command {
-        Command::Serve { no_worker: true, .. } => (Some(0), None),
-        Command::Serve { workers, .. } => (*workers, None),
-        Command::Worker { workers, health_listen } => (*workers, *health_listen),
-        _ => (None, None),
+    let command = match cli.command {
+        None => Command::Serve(cli.serve),
+        // `the-eye --listen X serve` means what it says.
+        Some(Command::Serve(after)) => Command::Serve(after.or(cli.serve)),
+        Some(other) => {
+            if let Some(flag) = cli.serve.first_flag() {
+                use clap::CommandFactory;
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "{flag} goes after the command it belongs to: `the-eye serve {flag} …`{}",
+                            if flag.contains("redis") || flag == "--workers" {
+                                format!(" or `the-eye worker {flag} …`")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    )
+                    .exit();
+            }
+            other
+        }
     };
-    let overrides = Overrides {
-        listen: cli.listen,
-        data_dir: cli.data_dir,
-        database_url: cli.database_url,
-        workers,
-        redis_url: cli.redis_url,
-        allow_unsafe_redis: cli.allow_unsafe_redis.then_some(true),
-        worker_health_listen,
+    let mut overrides = Overrides { data_dir: cli.data_dir, database_url: cli.database_url, ..Default::default() };
+    let queue = match &command {
+        Command::Serve(serve) => {
+            overrides.listen = serve.listen;
+            overrides.workers = if serve.no_worker { Some(0) } else { serve.workers };
+            Some(&serve.queue)
+        }
+        Command::Worker { queue, workers, health_listen } => {
+            overrides.workers = *workers;
+            overrides.worker_health_listen = *health_listen;
+            Some(queue)
+        }
+        _ => None,
     };
+    if let Some(queue) = queue {
+        overrides.redis_url = queue.redis_url.clone();
+        overrides.allow_unsafe_redis = queue.allow_unsafe_redis.then_some(true);
+    }
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
     let _logs = the_eye::telemetry::init(settings.log_format);
     for name in Settings::unknown_env_vars() {
         tracing::warn!(variable = %name, "ignoring an environment variable that is not a setting (a typo?)");
     }
     match command {
-        Command::Serve { .. } => commands::serve(settings).await,
+        Command::Serve(_) => commands::serve(settings).await,
         Command::Worker { .. } => commands::worker(settings).await,
         Command::Migrate => commands::migrate(settings).await,
         Command::Createsuperuser { username, email, password_stdin } => {

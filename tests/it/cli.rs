@@ -102,3 +102,21 @@ fn createsuperuser_without_a_terminal_points_to_password_stdin() {
     let text = failed(&out);
     assert!(text.contains("--password-stdin"), "{text}");
 }
+
+#[test]
+fn flags_apply_only_where_they_mean_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // --listen is serve's: refused on other commands, before or after them.
+    let before = run(&["--data-dir", data, "--listen", "127.0.0.1:9", "apps", "list"], &[]);
+    assert!(!before.status.success());
+    assert!(stderr(&before).contains("the-eye serve --listen"), "{}", stderr(&before));
+    let after = run(&["--data-dir", data, "apps", "list", "--listen", "127.0.0.1:9"], &[]);
+    assert!(!after.status.success() && stderr(&after).contains("unexpected argument '--listen'"));
+    // The global ones go anywhere.
+    assert!(run(&["--data-dir", data, "apps", "list"], &[]).status.success());
+    assert!(run(&["apps", "list", "--data-dir", data], &[]).status.success());
+    // A bare `the-eye` serves, and takes serve's flags (a bad one proves they are parsed).
+    let bare = run(&["--data-dir", data, "--listen", "not-an-address"], &[]);
+    assert!(stderr(&bare).contains("invalid value 'not-an-address' for '--listen"), "{}", stderr(&bare));
+}

@@ -26,7 +26,7 @@ struct Server {
 impl Server {
     async fn start(data_dir: &Path) -> Self {
         let mut child = Command::new(BIN)
-            .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "serve"])
+            .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
             .env("THE_EYE_LOG_FORMAT", "json")
             .env("THE_EYE_LOG", "info")
             .env("THE_EYE_RATE_LIMIT_IP", "off")

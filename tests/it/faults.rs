@@ -55,7 +55,7 @@ async fn unwritable_stderr_does_not_stop_the_pipeline() {
             _ => Stdio::piped(),
         };
         let mut child = tokio::process::Command::new(crate::procs::BIN)
-            .args(["--data-dir", &data, "--listen", &format!("127.0.0.1:{port}"), "serve"])
+            .args(["--data-dir", &data, "serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("THE_EYE_LOG", "debug")
             .env("THE_EYE_RATE_LIMIT_IP", "off")
             .stdout(Stdio::null())
@@ -129,7 +129,7 @@ async fn sigterm_does_not_wait_on_idle_or_half_sent_connections() {
         ("THE_EYE_IDLE_TIMEOUT_SECS", "300"),
         ("THE_EYE_SHUTDOWN_TIMEOUT_SECS", "300"),
     ];
-    let eye = Eye::start(&["--data-dir", &data, "--listen", "127.0.0.1:0", "serve"], &slow).await;
+    let eye = Eye::start(&["--data-dir", &data, "serve", "--listen", "127.0.0.1:0"], &slow).await;
     let base = eye.base.clone().unwrap();
     let addr = base.trim_start_matches("http://").to_string();
     let mut open = Vec::new();
@@ -583,7 +583,7 @@ async fn the_access_log_has_one_line_per_request_and_no_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let token = create_token(&["--data-dir", &data]);
-    let mut eye = Eye::start(&["--data-dir", &data, "--listen", "127.0.0.1:0", "serve"], &[]).await;
+    let mut eye = Eye::start(&["--data-dir", &data, "serve", "--listen", "127.0.0.1:0"], &[]).await;
     let base = eye.base.clone().unwrap();
     let event = uuid::Uuid::now_v7();
     let r = reqwest::Client::new()

@@ -174,8 +174,8 @@ async fn two_ingest_nodes_and_two_workers_lose_nothing_when_a_worker_is_killed()
     let token = create_token(&["--database-url", &database]);
     let key = crate::procs::create_app_key(&["--database-url", &database], "multi");
     let ingest = [
-        Eye::start(&["--listen", "127.0.0.1:0", "serve", "--no-worker"], &env).await,
-        Eye::start(&["--listen", "127.0.0.1:0", "serve", "--no-worker"], &env).await,
+        Eye::start(&["serve", "--listen", "127.0.0.1:0", "--no-worker"], &env).await,
+        Eye::start(&["serve", "--listen", "127.0.0.1:0", "--no-worker"], &env).await,
     ];
     let bases: Vec<String> = ingest.iter().map(|e| e.base.clone().unwrap()).collect();
     // The victim holds each batch for a while, so it dies with entries pending.

@@ -287,7 +287,7 @@ async fn a_fresh_install_has_a_demo_application_for_its_own_origins() {
     let d = dir.path().to_str().unwrap();
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let server = Eye::start(&["--data-dir", d, "--listen", &listen, "serve"], &[]).await;
+    let server = Eye::start(&["--data-dir", d, "serve", "--listen", &listen], &[]).await;
     let list = eye(&["--data-dir", d, "apps", "list"]);
     let demo = list.as_array().unwrap().iter().find(|a| a["name"] == "demo").expect("demo application").clone();
     assert_eq!(

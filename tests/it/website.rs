@@ -170,7 +170,7 @@ async fn the_demo_website_works_on_a_fresh_install_with_no_set_up() {
     let data = dir.path().to_str().unwrap();
     let port = crate::procs::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let _eye = crate::procs::Eye::start(&["--data-dir", data, "--listen", &listen, "serve"], &[]).await;
+    let _eye = crate::procs::Eye::start(&["--data-dir", data, "serve", "--listen", &listen], &[]).await;
     // The server's own origins, as a visitor would type them.
     for host in ["127.0.0.1", "localhost"] {
         b.open(&format!("http://{host}:{port}/website/")).await;
@@ -204,7 +204,7 @@ async fn the_demo_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let eye = crate::procs::Eye::start(
-        &["--data-dir", &data, "--listen", "127.0.0.1:0", "serve"],
+        &["--data-dir", &data, "serve", "--listen", "127.0.0.1:0"],
         &[("THE_EYE_DEMO", "false")],
     )
     .await;
@@ -221,7 +221,7 @@ async fn the_demo_can_be_turned_off() {
     eye.kill().await;
 
     // With the demo on (the default), `/` leads to it.
-    let on = crate::procs::Eye::start(&["--data-dir", &data, "--listen", "127.0.0.1:0", "serve"], &[]).await;
+    let on = crate::procs::Eye::start(&["--data-dir", &data, "serve", "--listen", "127.0.0.1:0"], &[]).await;
     let root = client.get(format!("{}/", on.base.clone().unwrap())).send().await.unwrap();
     assert_eq!(root.headers()["location"], "/website/");
 }
