@@ -25,7 +25,7 @@
 //!
 //! // Or let a batcher group events from anywhere in the program:
 //! let batcher = client.batcher(100, std::time::Duration::from_millis(500));
-//! batcher.push(Event::new("session-42", "page interaction", "pageview").with("path", "/")).await?;
+//! batcher.push(Event::new("session-42", "page interaction", "pageview").with("host", "shop.example").with("path", "/")).await?;
 //! let stats = batcher.close().await?; // sends what is left
 //! println!("{} events in {} requests", stats.events, stats.requests);
 //! # Ok(()) }
