@@ -15,6 +15,8 @@ use crate::app::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Alive: answers as long as the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "Liveness",
+    responses((status = 200, description = "The process answers", body = super::openapi::Healthz)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -31,6 +33,11 @@ async fn bounded<T, E: std::fmt::Display>(check: impl Future<Output = Result<T, 
 /// shutdown is under way. Also reports the backlog: entries waiting for a
 /// worker and entries a worker holds right now, which is what an operator
 /// watching a backlog drain (or stick) wants to see.
+#[utoipa::path(get, path = "/readyz", tag = "health", summary = "Readiness",
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Readyz),
+        (status = 503, description = "The store or the queue fails, or a shutdown is under way", body = super::openapi::Readyz),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (store, depth, in_flight) =
         tokio::join!(bounded(state.store.ping()), bounded(state.queue.depth()), bounded(state.queue.in_flight()));

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -72,40 +73,63 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, auth::require_token))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters and paging of `GET /api/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventParams {
+    /// Only this session's events.
     session_id: Option<String>,
+    /// Only this category.
     category: Option<String>,
+    /// Only this event name.
     name: Option<String>,
+    /// Events at or after this time (RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC).
     from: Option<String>,
+    /// Events before this time.
     to: Option<String>,
+    /// `desc` (newest first, the default) or `asc`.
     order: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<String>,
+    /// `next_cursor` of the previous page, with the same filters and order.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters and paging of `GET /api/errors`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ErrorParams {
+    /// Only errors with this reason code (`unknown_category`, `schema`, …).
     reason: Option<String>,
+    /// Only errors whose payload names this category.
     category: Option<String>,
+    /// Errors received at or after this time.
     from: Option<String>,
+    /// Errors received before this time.
     to: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// An event as the API shows it.
-#[derive(Debug, Serialize)]
-struct EventOut {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventOut {
     event_id: Uuid,
     session_id: String,
     category: String,
     name: String,
+    /// The event's `data` object, as sent.
+    #[schema(value_type = Object)]
     data: Box<RawValue>,
+    /// When it happened (RFC 3339, UTC).
     timestamp: String,
+    /// When The Eye received it (RFC 3339, UTC).
     received_at: String,
+    /// The application that sent it.
     application: Option<String>,
 }
 
@@ -125,13 +149,18 @@ impl From<StoredEvent> for EventOut {
 }
 
 /// An event error as the API shows it.
-#[derive(Debug, Serialize)]
-struct ErrorOut {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorOut {
+    /// Its row id.
     id: i64,
     event_id: Uuid,
+    /// The payload as received, as text (it may not be JSON).
     raw: String,
+    /// Every rule it broke.
     reasons: Vec<Reason>,
+    /// When The Eye received it (RFC 3339, UTC).
     received_at: String,
+    /// The application that sent it.
     application: Option<String>,
 }
 
@@ -152,6 +181,23 @@ fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "read",
+    summary = "List events",
+    description = "Events, newest first by default, with keyset pages.",
+    params(EventParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = openapi::EventsPage),
+        (status = 400, description = "A malformed parameter, named", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 414, description = "The request target is too long", body = openapi::ErrorBody),
+        (status = 431, description = "The headers are too large", body = openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = openapi::ErrorBody),
+    )
+)]
 async fn list_events(
     State(state): State<AppState>,
     q: Result<Query<EventParams>, QueryRejection>,
@@ -179,6 +225,23 @@ async fn list_events(
     Ok(Json(serde_json::json!({"events": events, "next_cursor": next})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/events/{event_id}",
+    tag = "read",
+    summary = "One event",
+    params(("event_id" = String, Path, description = "The event's id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The event", body = EventOut),
+        (status = 400, description = "Not a UUID", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such event", body = openapi::ErrorBody),
+        (status = 414, description = "The request target is too long", body = openapi::ErrorBody),
+        (status = 431, description = "The headers are too large", body = openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = openapi::ErrorBody),
+    )
+)]
 async fn get_event(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -189,6 +252,23 @@ async fn get_event(
     event.map(|e| Json(e.into())).ok_or_else(|| ApiError::NotFound(format!("no event {event_id}")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/errors",
+    tag = "read",
+    summary = "List event errors",
+    description = "Event errors, newest first, with keyset pages.",
+    params(ErrorParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of event errors", body = openapi::ErrorsPage),
+        (status = 400, description = "A malformed parameter, named", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 414, description = "The request target is too long", body = openapi::ErrorBody),
+        (status = 431, description = "The headers are too large", body = openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = openapi::ErrorBody),
+    )
+)]
 async fn list_errors(
     State(state): State<AppState>,
     q: Result<Query<ErrorParams>, QueryRejection>,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One failed rule: the field it concerns, a stable machine code and a sentence for people.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reason {
     /// Field path, e.g. `timestamp` or `data/form/email`; `body` for the request as a whole.
     pub field: String,

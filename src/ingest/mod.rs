@@ -134,7 +134,7 @@ impl IntoResponse for IngestError {
 }
 
 /// The 202 answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// Number of events accepted.
     pub accepted: usize,
@@ -144,6 +144,31 @@ pub struct Accepted {
 
 /// `POST /collector`: one event or an array of them. Answers carry CORS headers
 /// for allowed origins, errors included, so a page can read why it was refused.
+#[utoipa::path(
+    post,
+    path = "/collector",
+    tag = "collector",
+    summary = "Send events",
+    description = "One event or an array of them (up to `max_events_per_request`). \
+        `Content-Type` may also be `text/plain` (so `navigator.sendBeacon` needs no preflight), \
+        and `Content-Encoding: gzip` is accepted. The key comes in `X-Eye-Key` or `?key=`; \
+        a browser request must come from one of the application's origins. \
+        202 means the events are on disk; each ends as one event or one event error.",
+    request_body(content = crate::api::openapi::CollectorBody, content_type = "application/json"),
+    security(("write_key" = [])),
+    responses(
+        (status = 202, description = "Accepted and durable", body = Accepted),
+        (status = 400, description = "Not acceptable JSON (kept as an event error), or a bad host", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "No key, an unknown key, or a revoked application", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "The origin may not send for this application", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "Too large: body, decoded body, event or event count", body = crate::api::openapi::ErrorBody),
+        (status = 414, description = "The request target is too long", body = crate::api::openapi::ErrorBody),
+        (status = 415, description = "Not JSON or text/plain, or an unknown encoding", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "Over a rate limit; see Retry-After", body = crate::api::openapi::ErrorBody),
+        (status = 431, description = "The headers are too large", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "The queue is full or failing; see Retry-After", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn collect(State(state): State<AppState>, request: Request) -> Response {
     let origin = trust::request_origin(request.headers()).flatten();
     let result = accept(&state, request).await;

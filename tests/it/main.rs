@@ -7,6 +7,7 @@ mod helpers;
 mod lifecycle;
 mod login_throttle;
 mod metrics;
+mod openapi;
 
 mod admin;
 mod admin_browser;
