@@ -85,12 +85,16 @@ struct EventParams {
     /// Only this event name.
     name: Option<String>,
     /// Events at or after this time (RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// Events before this time.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
+    #[param(value_type = Option<openapi::OrderParam>)]
     order: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page, with the same filters and order.
     cursor: Option<String>,
@@ -106,10 +110,13 @@ struct ErrorParams {
     /// Only errors whose payload names this category.
     category: Option<String>,
     /// Errors received at or after this time.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// Errors received before this time.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -230,7 +237,7 @@ async fn list_events(
     path = "/api/events/{event_id}",
     tag = "read",
     summary = "One event",
-    params(("event_id" = String, Path, description = "The event's id (a UUID)")),
+    params(("event_id" = Uuid, Path, description = "The event's id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The event", body = EventOut),

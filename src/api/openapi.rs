@@ -29,7 +29,7 @@ use crate::app::AppState;
         super::health::readyz,
         openapi_json,
     ),
-    components(schemas(CollectorBody, EventIn, ErrorBody, ErrorDetail, EventsPage, ErrorsPage, Healthz, Readyz)),
+    components(schemas(CollectorBody, EventIn, OrderParam, ErrorBody, ErrorDetail, EventsPage, ErrorsPage, Healthz, Readyz)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "collector", description = "Sending events"),
@@ -80,14 +80,39 @@ pub struct EventIn {
     pub event_id: Option<Uuid>,
 }
 
-/// What `POST /collector` takes: one event or an array of them.
+/// What `POST /collector` takes: one event object, or an array of them. The
+/// collector checks only that the body is JSON within the limits; each item
+/// is validated later and becomes an event or an event error (see
+/// `EventIn` for the fields a valid one has). A body that is neither an
+/// object nor an array is refused with 400.
+#[derive(Debug)]
+pub struct CollectorBody;
+
+impl utoipa::PartialSchema for CollectorBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        let one = ObjectBuilder::new().schema_type(Type::Object).description(Some("One event, fields as in EventIn"));
+        let many = ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .description(Some("An event object; anything else becomes an event error")),
+            )
+            .description(Some("Several events"));
+        OneOfBuilder::new().item(one).item(many).into()
+    }
+}
+
+impl ToSchema for CollectorBody {}
+
+/// The order of a listing.
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum CollectorBody {
-    /// One event.
-    One(EventIn),
-    /// Several events.
-    Many(Vec<EventIn>),
+#[serde(rename_all = "lowercase")]
+pub enum OrderParam {
+    /// Oldest first.
+    Asc,
+    /// Newest first (the default).
+    Desc,
 }
 
 /// Every error answer.
