@@ -17,6 +17,7 @@ mod browser;
 mod cli;
 mod client;
 mod collector;
+mod container;
 mod crash;
 mod faults;
 mod procs;
