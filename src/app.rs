@@ -237,7 +237,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(api::health::readyz))
         .merge(api::routes(state.clone()))
         .merge(api::metrics::routes(state.clone()))
-        .merge(api::openapi::routes(state.clone()))
+        .merge(crate::openapi::routes(state.clone()))
         .merge(admin::web::routes(state.clone()))
         .merge(crate::website::routes(state.settings.demo))
         .fallback(http_error::not_found)

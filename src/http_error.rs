@@ -54,3 +54,23 @@ pub async fn head_limits(State(state): State<AppState>, request: Request, next: 
     }
     next.run(request).await
 }
+
+/// Every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code (`unauthorized`, `too_large`, `invalid_json`, …).
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The request's id, as in `X-Request-Id` and the log.
+    pub request_id: Option<String>,
+    /// For a body that was not JSON: the event error that keeps it.
+    pub recorded_as: Option<uuid::Uuid>,
+}

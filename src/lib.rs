@@ -51,6 +51,7 @@
 //!   applications, audit log.
 //! - [`website`]: the browser tracker `/static/eye.js` and the demo website.
 //! - [`tasks`]: workers under a supervisor, joined with a deadline.
+//! - [`openapi`]: the OpenAPI 3.1 document of every JSON endpoint (utoipa).
 //! - [`app`]: shared state, the router, and `serve` with two-phase shutdown.
 //! - [`commands`]: what each subcommand of the `the-eye` binary does.
 
@@ -64,6 +65,7 @@ pub mod hosts;
 pub mod http_error;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod paging;
 pub mod peer;
 pub mod queue;

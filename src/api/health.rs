@@ -16,7 +16,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Alive: answers as long as the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "health", summary = "Liveness",
-    responses((status = 200, description = "The process answers", body = super::openapi::Healthz)))]
+    responses((status = 200, description = "The process answers", body = super::schema::Healthz)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -35,8 +35,8 @@ async fn bounded<T, E: std::fmt::Display>(check: impl Future<Output = Result<T, 
 /// watching a backlog drain (or stick) wants to see.
 #[utoipa::path(get, path = "/readyz", tag = "health", summary = "Readiness",
     responses(
-        (status = 200, description = "Ready", body = super::openapi::Readyz),
-        (status = 503, description = "The store or the queue fails, or a shutdown is under way", body = super::openapi::Readyz),
+        (status = 200, description = "Ready", body = super::schema::Readyz),
+        (status = 503, description = "The store or the queue fails, or a shutdown is under way", body = super::schema::Readyz),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (store, depth, in_flight) =

@@ -3,7 +3,7 @@
 pub mod auth;
 pub mod health;
 pub mod metrics;
-pub mod openapi;
+pub mod schema;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -91,7 +91,7 @@ struct EventParams {
     #[param(format = DateTime)]
     to: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
-    #[param(value_type = Option<openapi::OrderParam>)]
+    #[param(value_type = Option<schema::OrderParam>)]
     order: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -197,12 +197,12 @@ fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params(EventParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of events", body = openapi::EventsPage),
-        (status = 400, description = "A malformed parameter, named", body = openapi::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 414, description = "The request target is too long", body = openapi::ErrorBody),
-        (status = 431, description = "The headers are too large", body = openapi::ErrorBody),
-        (status = 503, description = "The store is unavailable", body = openapi::ErrorBody),
+        (status = 200, description = "A page of events", body = schema::EventsPage),
+        (status = 400, description = "A malformed parameter, named", body = crate::http_error::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = crate::http_error::ErrorBody),
+        (status = 414, description = "The request target is too long", body = crate::http_error::ErrorBody),
+        (status = 431, description = "The headers are too large", body = crate::http_error::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = crate::http_error::ErrorBody),
     )
 )]
 async fn list_events(
@@ -241,12 +241,12 @@ async fn list_events(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The event", body = EventOut),
-        (status = 400, description = "Not a UUID", body = openapi::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 404, description = "No such event", body = openapi::ErrorBody),
-        (status = 414, description = "The request target is too long", body = openapi::ErrorBody),
-        (status = 431, description = "The headers are too large", body = openapi::ErrorBody),
-        (status = 503, description = "The store is unavailable", body = openapi::ErrorBody),
+        (status = 400, description = "Not a UUID", body = crate::http_error::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = crate::http_error::ErrorBody),
+        (status = 404, description = "No such event", body = crate::http_error::ErrorBody),
+        (status = 414, description = "The request target is too long", body = crate::http_error::ErrorBody),
+        (status = 431, description = "The headers are too large", body = crate::http_error::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = crate::http_error::ErrorBody),
     )
 )]
 async fn get_event(
@@ -268,12 +268,12 @@ async fn get_event(
     params(ErrorParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of event errors", body = openapi::ErrorsPage),
-        (status = 400, description = "A malformed parameter, named", body = openapi::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 414, description = "The request target is too long", body = openapi::ErrorBody),
-        (status = 431, description = "The headers are too large", body = openapi::ErrorBody),
-        (status = 503, description = "The store is unavailable", body = openapi::ErrorBody),
+        (status = 200, description = "A page of event errors", body = schema::ErrorsPage),
+        (status = 400, description = "A malformed parameter, named", body = crate::http_error::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = crate::http_error::ErrorBody),
+        (status = 414, description = "The request target is too long", body = crate::http_error::ErrorBody),
+        (status = 431, description = "The headers are too large", body = crate::http_error::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = crate::http_error::ErrorBody),
     )
 )]
 async fn list_errors(

@@ -133,6 +133,52 @@ impl IntoResponse for IngestError {
     }
 }
 
+// The request body as the OpenAPI description shows it.
+
+/// One event as a site sends it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventIn {
+    /// The visitor's session.
+    pub session_id: String,
+    /// A category that exists, like `page interaction`.
+    pub category: String,
+    /// The event's name, like `pageview`.
+    pub name: String,
+    /// Anything; the event type's JSON Schema, if it has one, decides. The
+    /// seeded types require `host` and `path`.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// When it happened: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]` read as UTC.
+    pub timestamp: String,
+    /// The client's id for the event; without one, an id is derived from its content.
+    pub event_id: Option<Uuid>,
+}
+
+/// What `POST /collector` takes: one event object, or an array of them. The
+/// collector checks only that the body is JSON within the limits; each item
+/// is validated later and becomes an event or an event error (see
+/// `EventIn` for the fields a valid one has). A body that is neither an
+/// object nor an array is refused with 400.
+#[derive(Debug)]
+pub struct CollectorBody;
+
+impl utoipa::PartialSchema for CollectorBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        let one = ObjectBuilder::new().schema_type(Type::Object).description(Some("One event, fields as in EventIn"));
+        let many = ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .description(Some("An event object; anything else becomes an event error")),
+            )
+            .description(Some("Several events"));
+        OneOfBuilder::new().item(one).item(many).into()
+    }
+}
+
+impl utoipa::ToSchema for CollectorBody {}
+
 /// The 202 answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
@@ -154,19 +200,19 @@ pub struct Accepted {
         and `Content-Encoding: gzip` is accepted. The key comes in `X-Eye-Key` or `?key=`; \
         a browser request must come from one of the application's origins. \
         202 means the events are on disk; each ends as one event or one event error.",
-    request_body(content = crate::api::openapi::CollectorBody, content_type = "application/json"),
+    request_body(content = CollectorBody, content_type = "application/json"),
     security(("write_key" = [])),
     responses(
         (status = 202, description = "Accepted and durable", body = Accepted),
-        (status = 400, description = "Not acceptable JSON (kept as an event error), or a bad host", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "No key, an unknown key, or a revoked application", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "The origin may not send for this application", body = crate::api::openapi::ErrorBody),
-        (status = 413, description = "Too large: body, decoded body, event or event count", body = crate::api::openapi::ErrorBody),
-        (status = 414, description = "The request target is too long", body = crate::api::openapi::ErrorBody),
-        (status = 415, description = "Not JSON or text/plain, or an unknown encoding", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "Over a rate limit; see Retry-After", body = crate::api::openapi::ErrorBody),
-        (status = 431, description = "The headers are too large", body = crate::api::openapi::ErrorBody),
-        (status = 503, description = "The queue is full or failing; see Retry-After", body = crate::api::openapi::ErrorBody),
+        (status = 400, description = "Not acceptable JSON (kept as an event error), or a bad host", body = crate::http_error::ErrorBody),
+        (status = 401, description = "No key, an unknown key, or a revoked application", body = crate::http_error::ErrorBody),
+        (status = 403, description = "The origin may not send for this application", body = crate::http_error::ErrorBody),
+        (status = 413, description = "Too large: body, decoded body, event or event count", body = crate::http_error::ErrorBody),
+        (status = 414, description = "The request target is too long", body = crate::http_error::ErrorBody),
+        (status = 415, description = "Not JSON or text/plain, or an unknown encoding", body = crate::http_error::ErrorBody),
+        (status = 429, description = "Over a rate limit; see Retry-After", body = crate::http_error::ErrorBody),
+        (status = 431, description = "The headers are too large", body = crate::http_error::ErrorBody),
+        (status = 503, description = "The queue is full or failing; see Retry-After", body = crate::http_error::ErrorBody),
     )
 )]
 pub async fn collect(State(state): State<AppState>, request: Request) -> Response {

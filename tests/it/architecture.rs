@@ -7,8 +7,9 @@ use std::path::Path;
 
 /// The rows of the picture in docs/architecture.md.
 const LAYERS: &[(&str, u8)] = &[
-    ("commands", 6),
-    ("app", 5),
+    ("commands", 7),
+    ("app", 6),
+    ("openapi", 5),
     ("admin", 4),
     ("api", 4),
     ("ingest", 4),
