@@ -10,7 +10,6 @@ use axum::{middleware, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::admin::web::LoginThrottle;
 use crate::config::Settings;
@@ -245,7 +244,6 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check))
         .layer(middleware::from_fn_with_state(state.clone(), http_error::head_limits))
-        .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn_with_state(state.metrics.clone(), request_log::middleware))
         .with_state(state)
 }

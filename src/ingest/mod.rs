@@ -283,11 +283,52 @@ async fn accept(state: &AppState, request: Request) -> Result<Accepted, IngestEr
 }
 
 fn unavailable(state: &AppState, e: QueueError) -> IngestError {
+    // Under overload or an outage this happens on every request: one line
+    // every 10 s (with how many it stands for) tells the story; the metrics
+    // count every one.
+    static FULL: LogEvery = LogEvery::new();
+    static DOWN: LogEvery = LogEvery::new();
     match &e {
-        QueueError::Full { depth } => tracing::warn!(depth, "queue full; answering 503"),
-        QueueError::Unavailable(cause) => tracing::error!(%cause, "queue unavailable; answering 503"),
+        QueueError::Full { depth } => {
+            if let Some(times) = FULL.due() {
+                tracing::warn!(depth, times, "queue full; answering 503");
+            }
+        }
+        QueueError::Unavailable(cause) => {
+            if let Some(times) = DOWN.due() {
+                tracing::error!(%cause, times, "queue unavailable; answering 503");
+            }
+        }
     }
     IngestError::Unavailable(e, state.settings.ingest.retry_after.as_secs())
+}
+
+/// Lets a repeated log line through at most once every 10 s.
+struct LogEvery {
+    /// Milliseconds since the process started when it last went through.
+    last: std::sync::atomic::AtomicU64,
+    /// How many times it was due since then.
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl LogEvery {
+    const fn new() -> Self {
+        Self { last: std::sync::atomic::AtomicU64::new(0), count: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// `Some(n)` when the line should be written now, standing for `n` occurrences.
+    fn due(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 10_001;
+        let times = self.count.fetch_add(1, Relaxed) + 1;
+        let last = self.last.load(Relaxed);
+        if now.saturating_sub(last) >= 10_000 && self.last.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+            self.count.fetch_sub(times, Relaxed);
+            return Some(times);
+        }
+        None
+    }
 }
 
 /// Keeps a refused body as an event error (capped), then builds the 400.
