@@ -33,14 +33,16 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
         });
         qb.push(" ON CONFLICT (event_id) DO NOTHING");
         qb.build().execute(&mut *tx).await.map_err(classify)?;
-
-        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM event_errors WHERE event_id IN (");
-        let mut ids = qb.separated(", ");
-        for e in chunk {
-            ids.push_bind(e.event.event_id.as_bytes().to_vec());
-        }
-        qb.push(")");
-        qb.build().execute(&mut *tx).await.map_err(classify)?;
+    }
+    if !batch.events.is_empty() {
+        // One statement for the whole batch (the ids as one JSON array): a
+        // statement per chunk cost the batched write rate about a tenth.
+        let ids: Vec<String> = batch.events.iter().map(|e| e.event.event_id.simple().to_string()).collect();
+        sqlx::query("DELETE FROM event_errors WHERE event_id IN (SELECT unhex(value) FROM json_each(?))")
+            .bind(serde_json::to_string(&ids).unwrap_or_default())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
     for chunk in batch.errors.chunks(INSERT_CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
