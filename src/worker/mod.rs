@@ -199,12 +199,7 @@ impl Worker {
             self.metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
             match written {
                 Ok(()) => break,
-                Err(e) => {
-                    self.metrics.store_retries.inc();
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unavailable; will retry the batch");
-                    pause(delay, shutdown).await?;
-                }
+                Err(e) => self.back_off(&mut backoff, &e, "store unavailable; will retry the batch", shutdown).await?,
             }
         }
 
@@ -213,17 +208,11 @@ impl Worker {
         let retry: Vec<DeliveryTag> = retry.iter().map(|i| i.tag).collect();
         let mut backoff = Backoff::default();
         while let Err(e) = self.queue.ack(&done).await {
-            self.metrics.store_retries.inc();
-            let delay = backoff.next_delay();
-            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot acknowledge a stored batch; will retry");
-            pause(delay, shutdown).await?;
+            self.back_off(&mut backoff, &e, "cannot acknowledge a stored batch; will retry", shutdown).await?;
         }
         let mut backoff = Backoff::default();
         while let Err(e) = self.queue.release(&retry).await {
-            self.metrics.store_retries.inc();
-            let delay = backoff.next_delay();
-            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot release entries for another attempt; will retry");
-            pause(delay, shutdown).await?;
+            self.back_off(&mut backoff, &e, "cannot release entries for another attempt; will retry", shutdown).await?;
         }
         for item in &items {
             match &item.outcome {
@@ -240,6 +229,21 @@ impl Worker {
         }
         tracing::debug!(claimed, retried = retry.len(), "batch done");
         Ok(claimed)
+    }
+
+    /// One failed try at settling a batch: counts the retry, says why, and
+    /// waits the next backoff delay, or gives up if shutdown begins meanwhile.
+    async fn back_off(
+        &self,
+        backoff: &mut Backoff,
+        error: &(dyn std::fmt::Display + Sync),
+        message: &'static str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StepError> {
+        self.metrics.store_retries.inc();
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "{message}");
+        pause(delay, shutdown).await
     }
 
     fn process(&self, d: Delivery, catalog: &Catalog) -> Item {
