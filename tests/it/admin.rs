@@ -1,24 +1,11 @@
 //! `the-eye createsuperuser`, through the real binary.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use the_eye::admin::users::verify_password;
 use the_eye::store::{Access, SqliteStore};
 
-use crate::procs::BIN;
-
 fn createsuperuser(dir: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(["--data-dir", dir, "createsuperuser"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let all: Vec<&str> = ["--data-dir", dir, "createsuperuser"].into_iter().chain(args.iter().copied()).collect();
+    crate::procs::run_with_stdin(&all, &[], stdin)
 }
 
 #[tokio::test]

@@ -2,30 +2,17 @@
 //! admin panel: listed without secrets, revoked at once, recorded in the
 //! audit log. The CLI is the real binary, on the data dir the app serves.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::admin::http::{app_with_user_and, cookie_value, hidden, login_page, signed_in, PASSWORD};
 use crate::helpers::{pageview, TestApp};
-use crate::procs::BIN;
 
 /// Runs `the-eye --data-dir DIR ARGS…` with `stdin`; returns (success, stdout, stderr).
 fn cli(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(app.dir.path())
-        .args(args)
-        .env("USER", "operator")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let dir = app.dir.path().to_str().unwrap();
+    let all: Vec<&str> = ["--data-dir", dir].into_iter().chain(args.iter().copied()).collect();
+    let out = crate::procs::run_with_stdin(&all, &[("USER", "operator")], stdin);
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 

@@ -87,6 +87,19 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
+/// Runs `the-eye ARGS…` to completion with `stdin` as its input and `env` set.
+pub fn run_with_stdin(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut command = std::process::Command::new(BIN);
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The write key of a new server-side application, made by `the-eye apps create`.
 pub fn create_app_key(args: &[&str], name: &str) -> String {
     let out = std::process::Command::new(BIN).args(args).args(["apps", "create", "--name", name]).output().unwrap();
