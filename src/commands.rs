@@ -222,8 +222,8 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `the-eye tokens create --name N`: prints a new read-API token (only its hash is kept).
-pub async fn create_token(settings: Settings, name: &str) -> anyhow::Result<()> {
+/// `the-eye tokens create --name N [--erase]`: prints a new read-API token (only its hash is kept).
+pub async fn create_token(settings: Settings, name: &str, can_erase: bool) -> anyhow::Result<()> {
     anyhow::ensure!(!name.trim().is_empty(), "--name must not be blank");
     let store = open_store(&settings).await?;
     anyhow::ensure!(
@@ -231,8 +231,9 @@ pub async fn create_token(settings: Settings, name: &str) -> anyhow::Result<()> 
         "a token named {name:?} already exists: revoke it first (`the-eye tokens revoke {name:?}`) or pick another name"
     );
     let token = auth::new_token();
-    store.create_token(name, &auth::hash_token(&token)).await?;
-    audit(store.as_ref(), "create token", name, String::new()).await;
+    store.create_token(name, &auth::hash_token(&token), can_erase).await?;
+    let detail = if can_erase { "may erase sessions" } else { "read only" };
+    audit(store.as_ref(), "create token", name, detail.to_string()).await;
     println!("{token}");
     eprintln!("token {name:?} created; it is shown only once. Use it as: Authorization: Bearer <token>");
     Ok(())
@@ -245,7 +246,11 @@ pub async fn list_tokens(settings: Settings) -> anyhow::Result<()> {
         .tokens()
         .await?
         .into_iter()
-        .map(|t| serde_json::json!({"name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at}))
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at, "can_erase": t.can_erase,
+            })
+        })
         .collect();
     println!("{}", serde_json::to_string_pretty(&tokens)?);
     Ok(())

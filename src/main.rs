@@ -190,8 +190,11 @@ enum TokensCommand {
         /// Who or what the token is for (unique).
         #[arg(long)]
         name: String,
+        /// Let the token erase a session's data too (`DELETE /api/sessions/{id}`), not only read.
+        #[arg(long)]
+        erase: bool,
     },
-    /// Print every token as JSON: name, created, last used (never the token).
+    /// Print every token as JSON: name, created, last used, may erase (never the token).
     List,
     /// Revoke a token by name: requests with it get 401 at once.
     Revoke {
@@ -276,7 +279,7 @@ async fn run() -> anyhow::Result<()> {
             commands::create_superuser(settings, username, email, password_stdin).await
         }
         Command::Tokens { command } => match command {
-            TokensCommand::Create { name } => commands::create_token(settings, &name).await,
+            TokensCommand::Create { name, erase } => commands::create_token(settings, &name, erase).await,
             TokensCommand::List => commands::list_tokens(settings).await,
             TokensCommand::Revoke { name } => commands::revoke_token(settings, &name).await,
         },

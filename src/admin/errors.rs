@@ -49,6 +49,8 @@ struct ErrorFilters {
 impl ErrorFilters {
     fn query(&self, limit: usize, after: Option<i64>) -> Result<ErrorQuery, String> {
         Ok(ErrorQuery {
+            session_id: None,
+            order: crate::store::Order::Desc,
             ids: Vec::new(),
             reason: text(&self.reason),
             category: text(&self.category),

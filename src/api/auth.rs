@@ -28,7 +28,11 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 }
 
 /// Middleware: lets the request through only with a valid `Authorization: Bearer` token.
-pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -42,9 +46,11 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
     };
     let hash = hash_token(token);
     // Asked every time, never cached: a revoked token is refused at once.
-    if !state.store.token_exists(&hash).await? {
+    let Some(grant) = state.store.token_grant(&hash).await? else {
         return Err(ApiError::Unauthorized("the bearer token is not valid"));
-    }
+    };
+    // What the token may do beyond reading, for the handlers that ask.
+    request.extensions_mut().insert(grant);
     if state.token_uses.due(hash) {
         if let Err(e) = state.store.touch_token(&hash, state.clock.now()).await {
             tracing::warn!(error = %e, "cannot record a token's last use");

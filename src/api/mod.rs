@@ -283,6 +283,8 @@ async fn list_errors(
     let p = params(q)?;
     let after = p.cursor.as_deref().map(error_cursor).transpose()?;
     let query = ErrorQuery {
+        session_id: None,
+        order: Order::Desc,
         ids: Vec::new(),
         reason: p.reason,
         category: p.category,

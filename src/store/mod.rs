@@ -13,6 +13,7 @@
 #[macro_use]
 mod shared;
 pub mod postgres;
+mod rebuild;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -128,16 +129,32 @@ impl NewEventError {
     pub fn category(&self) -> Option<String> {
         category_of(&self.raw)
     }
+
+    /// The `session_id` string of the payload, if any: kept in its own column
+    /// so that a session's errors can be shown, and erased, with its events.
+    pub fn session_id(&self) -> Option<String> {
+        session_of(&self.raw)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Probe {
+    category: Option<serde_json::Value>,
+    session_id: Option<serde_json::Value>,
+}
+
+fn probe(raw: &str) -> Option<Probe> {
+    serde_json::from_str(raw).ok()
 }
 
 /// The `category` string of a raw payload, if any.
 pub fn category_of(raw: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        category: Option<serde_json::Value>,
-    }
-    let probe: Probe = serde_json::from_str(raw).ok()?;
-    probe.category?.as_str().map(str::to_string)
+    probe(raw)?.category?.as_str().map(str::to_string)
+}
+
+/// The `session_id` string of a raw payload, if any.
+pub fn session_of(raw: &str) -> Option<String> {
+    probe(raw)?.session_id?.as_str().map(str::to_string)
 }
 
 /// Sort direction of a listing.
@@ -191,10 +208,14 @@ pub struct ErrorQuery {
     pub reason: Option<String>,
     /// Only errors whose payload names this category.
     pub category: Option<String>,
+    /// Only errors whose payload names this session.
+    pub session_id: Option<String>,
     /// Errors received at or after this time.
     pub from: Option<Timestamp>,
     /// Errors received before this time.
     pub to: Option<Timestamp>,
+    /// `Desc`: newest first (by id); `Asc`: oldest first, as an export reads them.
+    pub order: Order,
     /// Page size.
     pub limit: usize,
     /// Continue after this error id.
@@ -283,14 +304,123 @@ pub struct AdminAction {
     pub detail: String,
 }
 
-/// Counts per time bucket and category.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Activity {
-    /// `(bucket index from the start, category, count)`; errors without a category use `""`.
-    pub events: Vec<(i64, String, i64)>,
-    /// The same for event errors (by time received).
-    pub errors: Vec<(i64, String, i64)>,
+/// What a statistics query counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StatsKind {
+    /// Events, by their own time.
+    #[default]
+    Events,
+    /// Event errors, by the time they were received.
+    Errors,
 }
+
+/// What the counts of a statistics query are split by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StatsGroup {
+    /// One series.
+    #[default]
+    None,
+    /// By category (`""` for errors without one).
+    Category,
+    /// By category and event name (events only).
+    Name,
+    /// By application (`""` when none).
+    Application,
+    /// By the code of the first reason (errors only).
+    Reason,
+}
+
+/// A question for the rollups: counts from `from` to `to` in buckets of
+/// `bucket_secs` (a multiple of 300), split by `group`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsQuery {
+    /// Events or errors.
+    pub kind: StatsKind,
+    /// Start, on a bucket boundary (UTC).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+    /// Bucket width in seconds: a multiple of the rollups' 300.
+    pub bucket_secs: i64,
+    /// How to split the counts.
+    pub group: StatsGroup,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this event name (events only).
+    pub name: Option<String>,
+    /// Only this application.
+    pub application: Option<String>,
+}
+
+/// One count of a statistics answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsRow {
+    /// The bucket's start.
+    pub bucket: DateTime<Utc>,
+    /// The group's key: empty for `StatsGroup::None`, the category and the
+    /// name for `Name`, one value otherwise.
+    pub key: Vec<String>,
+    /// How many.
+    pub count: i64,
+}
+
+/// The width of the rollups' buckets, in seconds.
+pub const ROLLUP_SECS: i64 = 300;
+
+impl StatsQuery {
+    /// The rollup table this query reads and the columns of its group key;
+    /// `Rejected` for a grouping the kind has not (events have no reason,
+    /// errors no name) or a bucket that is not a multiple of the rollups'.
+    pub(crate) fn plan(&self) -> Result<(&'static str, &'static [&'static str]), StoreError> {
+        if self.bucket_secs <= 0 || self.bucket_secs % ROLLUP_SECS != 0 {
+            return Err(StoreError::Rejected(format!("a bucket must be a multiple of {ROLLUP_SECS} s")));
+        }
+        let table = match self.kind {
+            StatsKind::Events => "event_rollups",
+            StatsKind::Errors => "error_rollups",
+        };
+        let columns: &'static [&'static str] = match (self.kind, self.group) {
+            (_, StatsGroup::None) => &[],
+            (_, StatsGroup::Category) => &["category"],
+            (_, StatsGroup::Application) => &["application"],
+            (StatsKind::Events, StatsGroup::Name) => &["category", "name"],
+            (StatsKind::Errors, StatsGroup::Reason) => &["reason"],
+            (StatsKind::Events, StatsGroup::Reason) => {
+                return Err(StoreError::Rejected("events have no reason to group by".into()))
+            }
+            (StatsKind::Errors, StatsGroup::Name) => {
+                return Err(StoreError::Rejected("event errors have no name to group by".into()))
+            }
+        };
+        if self.name.is_some() && self.kind == StatsKind::Errors {
+            return Err(StoreError::Rejected("event errors have no name to filter by".into()));
+        }
+        Ok((table, columns))
+    }
+}
+
+/// Which rows a retention step removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// Events whose own time is before the cutoff.
+    Events,
+    /// Event errors received before the cutoff.
+    Errors,
+    /// Rollup counts (of both) for buckets before the cutoff.
+    Rollups,
+}
+
+/// What erasing a session removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Events removed.
+    pub events: u64,
+    /// Event errors removed.
+    pub errors: u64,
+}
+
+/// How far a rollup rebuild has come: rows recounted of about how many.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -316,8 +446,8 @@ pub trait EventSink: Send + Sync + std::fmt::Debug + 'static {
     /// Writes events and errors in one transaction, skipping `event_id`s already
     /// stored (see [`WriteBatch`] for the one-outcome rule).
     async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;
-    /// Periodic upkeep, such as making the coming months' partitions. Safe to
-    /// run from every process at once.
+    /// Periodic upkeep, such as making the coming months' partitions and
+    /// merging rollup deltas. Safe to run from every process at once.
     async fn maintain(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -332,11 +462,9 @@ pub trait EventReader: Send + Sync + std::fmt::Debug + 'static {
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
     /// A page of event errors.
     async fn errors(&self, query: &ErrorQuery) -> Result<Page<StoredError, i64>, StoreError>;
-    /// Events (by event time) and errors (by time received) from `since` for
-    /// `buckets` buckets of `bucket_secs`, counted by bucket and category.
-    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError>;
-    /// How many events and errors there are from `since` on.
-    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError>;
+    /// Counts from the rollups (see [`StatsQuery`]), sorted by bucket then
+    /// key; buckets with nothing to count are left out.
+    async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsRow>, StoreError>;
 }
 
 /// Who may do what: applications (for ingest's trust checks), read-API
@@ -353,10 +481,11 @@ pub trait Access: Send + Sync + std::fmt::Debug + 'static {
     async fn set_application_key(&self, name: &str, key: &str) -> Result<bool, StoreError>;
     /// Replaces an application's allowed origins; false when there is no such application.
     async fn set_application_origins(&self, name: &str, origins: &[String]) -> Result<bool, StoreError>;
-    /// Saves a read-API token by the SHA-256 of its secret.
-    async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError>;
-    /// True when a token with this hash exists.
-    async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError>;
+    /// Saves a read-API token by the SHA-256 of its secret; `can_erase` lets
+    /// it erase sessions too.
+    async fn create_token(&self, name: &str, hash: &[u8], can_erase: bool) -> Result<(), StoreError>;
+    /// What the token with this hash may do; `None` when there is no such token.
+    async fn token_grant(&self, hash: &[u8]) -> Result<Option<TokenGrant>, StoreError>;
     /// Every read token (never its secret), by name.
     async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
     /// Records that the token with this hash was used at `at`.
@@ -408,11 +537,32 @@ pub trait Curation: Send + Sync + std::fmt::Debug + 'static {
     async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<AdminAction>, StoreError>;
 }
 
+/// The life of the data after it is written: retention, erasure, rollup
+/// repair and backup.
+#[async_trait]
+pub trait Lifecycle: Send + Sync + std::fmt::Debug + 'static {
+    /// Removes up to `limit` rows of `what` from before `cutoff`, in one short
+    /// transaction, keeping the rollups' counts; how many went (fewer than
+    /// `limit`: nothing older is left). PostgreSQL first drops whole monthly
+    /// partitions of events that lie before the cutoff.
+    async fn expire(&self, what: Expired, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+    /// Deletes every event and event error of one session in one transaction,
+    /// taking their counts out of the rollups.
+    async fn erase_session(&self, session_id: &str) -> Result<Erased, StoreError>;
+    /// Recounts the rollups from the stored events and errors, one day at a
+    /// time, from the oldest stored row on (older buckets, whose rows
+    /// retention removed, keep their counts); returns the rows recounted.
+    async fn rebuild_rollups(&self, progress: Progress<'_>) -> Result<u64, StoreError>;
+    /// Writes a consistent copy of the whole store to `path`, which must not
+    /// exist, while writes go on. Only the embedded store can: PostgreSQL has `pg_dump`.
+    async fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
+}
+
 /// A whole backend: every role, plus its schema and its health. Code that
 /// needs one role takes that trait (`Arc<dyn EventSink>`, say); an
 /// `Arc<dyn Store>` coerces to any of them.
 #[async_trait]
-pub trait Store: EventSink + EventReader + Access + Curation {
+pub trait Store: EventSink + EventReader + Access + Curation + Lifecycle {
     /// Brings the schema up to date and seeds a fresh database; returns the
     /// migrations it applied now (`"8 token lifecycle"`), none when up to date.
     async fn migrate(&self) -> Result<Vec<String>, StoreError>;
@@ -442,6 +592,15 @@ pub struct TokenInfo {
     pub created_at: DateTime<Utc>,
     /// When it was last used, to the minute.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// May erase sessions, not only read.
+    pub can_erase: bool,
+}
+
+/// What a valid read token may do beyond reading.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// May erase a session's events and errors (`DELETE /api/sessions/{id}`).
+    pub can_erase: bool,
 }
 
 /// An admin user as listed: never the password hash.

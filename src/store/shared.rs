@@ -97,28 +97,29 @@ macro_rules! impl_access {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn create_token(&self, name: &str, hash: &[u8]) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)")
+            async fn create_token(&self, name: &str, hash: &[u8], can_erase: bool) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO api_tokens (name, token_hash, created_at, can_erase) VALUES ($1, $2, $3, $4)")
                     .bind(text(name))
                     .bind(hash)
                     .bind(db_time(chrono::Utc::now()))
+                    .bind(can_erase)
                     .execute(&self.$w)
                     .await
                     .map_err(classify)?;
                 Ok(())
             }
 
-            async fn token_exists(&self, hash: &[u8]) -> Result<bool, StoreError> {
-                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE token_hash = $1")
+            async fn token_grant(&self, hash: &[u8]) -> Result<Option<$crate::store::TokenGrant>, StoreError> {
+                let found: Option<bool> = sqlx::query_scalar("SELECT can_erase FROM api_tokens WHERE token_hash = $1")
                     .bind(hash)
                     .fetch_optional(&self.$r)
                     .await
                     .map_err(classify)?;
-                Ok(found.is_some())
+                Ok(found.map(|can_erase| $crate::store::TokenGrant { can_erase }))
             }
 
             async fn tokens(&self) -> Result<Vec<$crate::store::TokenInfo>, StoreError> {
-                sqlx::query("SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name, id")
+                sqlx::query("SELECT name, created_at, last_used_at, can_erase FROM api_tokens ORDER BY name, id")
                     .fetch_all(&self.$r)
                     .await
                     .map_err(classify)?
@@ -128,6 +129,7 @@ macro_rules! impl_access {
                             name: r.get("name"),
                             created_at: read_time(r, "created_at")?,
                             last_used_at: read_opt_time(r, "last_used_at")?,
+                            can_erase: r.get("can_erase"),
                         })
                     })
                     .collect()

@@ -70,7 +70,7 @@ impl TestApp {
         let state = app.state().clone();
         let worker = app.worker();
         let token = auth::new_token();
-        state.store.create_token("tests", &auth::hash_token(&token)).await.expect("token");
+        state.store.create_token("tests", &auth::hash_token(&token), false).await.expect("token");
         let key = the_eye::domain::application::new_key();
         // Unique per spawn: a restart on the same data dir keeps the earlier one.
         let name = format!("tests-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::json;
 use sqlx::Connection;
+use the_eye::store::EventReader;
 use the_eye::domain::{Reason, Timestamp, ValidEvent};
 use the_eye::store::{
-    AdminAction, AdminSession, Category, ErrorQuery, EventQuery, EventType, NewEvent, NewEventError, Order,
-    PostgresStore, Replay, SqliteStore, Store, StoreError, WriteBatch,
+    AdminAction, AdminSession, Category, Erased, ErrorQuery, EventQuery, EventType, Expired, NewEvent,
+    NewEventError, Order, PostgresStore, Replay, SqliteStore, StatsGroup, StatsKind, StatsQuery, Store, StoreError,
+    TokenGrant, WriteBatch,
 };
 use uuid::Uuid;
 
@@ -32,7 +34,7 @@ fn event(session: &str, second: i64) -> NewEvent {
             category: "page interaction".into(),
             name: "pageview".into(),
             data: json!({"host": "h", "path": "/", "hostile": "<script>alert(1)</script> \u{202e} '; DROP TABLE events; --"}).as_object().unwrap().clone(),
-            timestamp: Timestamp::from_micros(1_600_000_000_000_000 + second * 1_000_000).unwrap(),
+            timestamp: Timestamp::from_micros(1_599_955_200_000_000 + second * 1_000_000).unwrap(),
         },
         received_at: Utc::now(),
         application: Some("shop".into()),
@@ -171,9 +173,13 @@ pub async fn users_are_created_once_and_found_by_name(h: &impl Harness) {
 
 pub async fn tokens_are_found_by_hash_only(h: &impl Harness) {
     let store = h.open().await;
-    store.create_token("ci", &[7u8; 32]).await.unwrap();
-    assert!(store.token_exists(&[7u8; 32]).await.unwrap());
-    assert!(!store.token_exists(&[8u8; 32]).await.unwrap());
+    store.create_token("ci", &[7u8; 32], false).await.unwrap();
+    store.create_token("dpo", &[9u8; 32], true).await.unwrap();
+    assert_eq!(store.token_grant(&[7u8; 32]).await.unwrap(), Some(TokenGrant { can_erase: false }));
+    assert_eq!(store.token_grant(&[9u8; 32]).await.unwrap(), Some(TokenGrant { can_erase: true }));
+    assert_eq!(store.token_grant(&[8u8; 32]).await.unwrap(), None);
+    let listed: Vec<(String, bool)> = store.tokens().await.unwrap().into_iter().map(|t| (t.name, t.can_erase)).collect();
+    assert_eq!(listed, [("ci".to_string(), false), ("dpo".to_string(), true)]);
     store.ping().await.unwrap();
 }
 
@@ -280,21 +286,192 @@ pub async fn categories_and_event_types_are_edited(h: &impl Harness) {
     assert!(!store.delete_event_type(type_id).await.unwrap());
 }
 
-pub async fn activity_is_counted_by_bucket_and_category(h: &impl Harness) {
+/// The start of the contract's event times (see `event`): 2020-09-13 00:00 UTC, a day boundary.
+fn epoch() -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(1_599_955_200, 0).unwrap()
+}
+
+/// Counts of `kind` from `from` for a day, in buckets of `bucket_secs`, as
+/// (seconds from `from`, key joined by "/", count).
+async fn counts(
+    store: &Arc<dyn Store>,
+    kind: StatsKind,
+    group: StatsGroup,
+    from: chrono::DateTime<Utc>,
+    bucket_secs: i64,
+) -> Vec<(i64, String, i64)> {
+    let q = StatsQuery {
+        kind,
+        from,
+        to: from + chrono::Duration::days(1),
+        bucket_secs,
+        group,
+        category: None,
+        name: None,
+        application: None,
+    };
+    let rows = store.stats(&q).await.unwrap();
+    rows.into_iter().map(|r| ((r.bucket - from).num_seconds(), r.key.join("/"), r.count)).collect()
+}
+
+fn error_in(session: &str, code: &str, received_at: chrono::DateTime<Utc>) -> NewEventError {
+    NewEventError {
+        event_id: Uuid::now_v7(),
+        raw: json!({"session_id": session, "category": "shop"}).to_string(),
+        reasons: vec![Reason::new("category", code, "x"), Reason::new("name", "required", "y")],
+        received_at,
+        application: Some("shop".into()),
+    }
+}
+
+pub async fn rollups_count_every_write_once(h: &impl Harness) {
     let store = h.open().await;
-    let events: Vec<NewEvent> = [0, 30, 61, 125].iter().map(|s| event("s", *s)).collect();
-    store.write(&WriteBatch { events, errors: vec![error()] }).await.unwrap();
-    let since = chrono::DateTime::from_timestamp(1_600_000_000, 0).unwrap();
-    let activity = store.activity(since, 60, 3).await.unwrap();
-    let mut counts = activity.events.clone();
-    counts.sort();
-    let page = |b: i64, n: i64| (b, "page interaction".to_string(), n);
-    assert_eq!(counts, [page(0, 2), page(1, 1), page(2, 1)]);
-    assert!(activity.errors.is_empty(), "the error was received now, outside the range");
-    let now = Utc::now() - chrono::Duration::seconds(30);
-    let recent = store.activity(now, 60, 1).await.unwrap();
-    assert_eq!(recent.errors, [(0, String::new(), 1)], "an error without a category");
-    assert_eq!(store.totals(since).await.unwrap(), (4, 1));
+    // 0 s, 30 s and 299 s share the first 5-minute bucket; 301 s and 3601 s do not.
+    let mut events: Vec<NewEvent> = [0, 30, 299, 301, 3601].iter().map(|s| event("s", *s)).collect();
+    events[4].event.name = "banner image click".into();
+    events[4].application = None;
+    let received = epoch() + chrono::Duration::seconds(10);
+    let batch = WriteBatch { events, errors: vec![error_in("s", "unknown_category", received), error()] };
+    store.write(&batch).await.unwrap();
+    store.write(&batch).await.unwrap(); // a retry: nothing new, nothing counted twice
+    let page = "page interaction".to_string();
+    let by_category = counts(&store, StatsKind::Events, StatsGroup::Category, epoch(), 300).await;
+    assert_eq!(by_category, [(0, page.clone(), 3), (300, page.clone(), 1), (3600, page.clone(), 1)]);
+    let hourly = counts(&store, StatsKind::Events, StatsGroup::Name, epoch(), 3600).await;
+    assert_eq!(
+        hourly,
+        [(0, format!("{page}/pageview"), 4), (3600, format!("{page}/banner image click"), 1)],
+        "hours add up the 5-minute buckets"
+    );
+    let apps = counts(&store, StatsKind::Events, StatsGroup::Application, epoch(), 86_400).await;
+    assert_eq!(apps, [(0, String::new(), 1), (0, "shop".to_string(), 4)], "no application counts as \"\"");
+    let reasons = counts(&store, StatsKind::Errors, StatsGroup::Reason, epoch(), 300).await;
+    assert_eq!(reasons, [(0, "unknown_category".to_string(), 1)], "an error counts once, by its first reason");
+
+    // A valid payload with the error's id replaces it: the error count goes, the event count comes.
+    let mut fixed = event("s", 10);
+    fixed.event.event_id = batch.errors[0].event_id;
+    store.write(&WriteBatch { events: vec![fixed], errors: vec![] }).await.unwrap();
+    assert!(counts(&store, StatsKind::Errors, StatsGroup::None, epoch(), 300).await.is_empty());
+    assert_eq!(counts(&store, StatsKind::Events, StatsGroup::None, epoch(), 300).await[0], (0, String::new(), 4));
+
+    // Deleting by hand takes the count back; merging deltas (PostgreSQL's upkeep) changes nothing.
+    assert!(store.delete_event(batch.events[4].event.event_id).await.unwrap());
+    store.maintain().await.unwrap();
+    let total = counts(&store, StatsKind::Events, StatsGroup::None, epoch(), 86_400).await;
+    assert_eq!(total, [(0, String::new(), 5)]);
+    let filtered = StatsQuery {
+        kind: StatsKind::Events,
+        from: epoch(),
+        to: epoch() + chrono::Duration::days(1),
+        bucket_secs: 86_400,
+        group: StatsGroup::None,
+        category: Some(page),
+        name: Some("pageview".into()),
+        application: Some("shop".into()),
+    };
+    assert_eq!(store.stats(&filtered).await.unwrap()[0].count, 5);
+    let bad = StatsQuery { bucket_secs: 60, ..filtered.clone() };
+    assert!(matches!(store.stats(&bad).await, Err(StoreError::Rejected(_))), "buckets are whole rollup buckets");
+    let bad = StatsQuery { kind: StatsKind::Errors, group: StatsGroup::Name, ..filtered };
+    assert!(matches!(store.stats(&bad).await, Err(StoreError::Rejected(_))), "errors have no name");
+}
+
+pub async fn a_replay_that_still_fails_moves_its_count(h: &impl Harness) {
+    let store = h.open().await;
+    let received = epoch();
+    let err = error_in("s", "unknown_category", received);
+    store.write(&WriteBatch { events: vec![], errors: vec![err.clone()] }).await.unwrap();
+    let id = store.errors(&ErrorQuery { limit: 1, ..Default::default() }).await.unwrap().items[0].id;
+    let replay = Replay {
+        error_id: id,
+        edited_raw: Some(json!({"session_id": "s", "category": "other"}).to_string()),
+        outcome: Err(vec![Reason::new("name", "unknown_event_type", "z")]),
+    };
+    store.resolve_errors(&[replay], "ada").await.unwrap();
+    store.maintain().await.unwrap();
+    let reasons = counts(&store, StatsKind::Errors, StatsGroup::Reason, received, 300).await;
+    assert_eq!(reasons, [(0, "unknown_event_type".to_string(), 1)]);
+    let categories = counts(&store, StatsKind::Errors, StatsGroup::Category, received, 300).await;
+    assert_eq!(categories, [(0, "other".to_string(), 1)]);
+}
+
+pub async fn expiry_goes_in_bounded_steps_and_keeps_the_counts(h: &impl Harness) {
+    let store = h.open().await;
+    let old: Vec<NewEvent> = (0..250).map(|i| event("old", i)).collect();
+    let mut new = event("new", 0);
+    new.event.timestamp = Timestamp::from(Utc::now());
+    let old_error = error_in("old", "schema", epoch());
+    let new_error = error_in("new", "schema", Utc::now());
+    let batch = WriteBatch { events: [old, vec![new]].concat(), errors: vec![old_error, new_error] };
+    store.write(&batch).await.unwrap();
+    let cutoff = epoch() + chrono::Duration::days(30);
+    let mut steps = Vec::new();
+    loop {
+        let n = store.expire(Expired::Events, cutoff, 100).await.unwrap();
+        steps.push(n);
+        if n < 100 {
+            break;
+        }
+    }
+    assert_eq!(steps, [100, 100, 50]);
+    assert_eq!(store.expire(Expired::Errors, cutoff, 100).await.unwrap(), 1);
+    let left = store.events(&query(1000)).await.unwrap().items;
+    assert_eq!(left.iter().map(|e| e.session_id.as_str()).collect::<Vec<_>>(), ["new"]);
+    assert_eq!(store.errors(&ErrorQuery { limit: 10, ..Default::default() }).await.unwrap().items.len(), 1);
+    assert_eq!(
+        counts(&store, StatsKind::Events, StatsGroup::None, epoch(), 86_400).await,
+        [(0, String::new(), 250)],
+        "age is not erasure: the counts stay"
+    );
+    assert_eq!(counts(&store, StatsKind::Errors, StatsGroup::None, epoch(), 86_400).await.len(), 1);
+    // A rebuild recounts from the oldest stored row on, so the old counts survive it too.
+    store.rebuild_rollups(&|_, _| {}).await.unwrap();
+    assert_eq!(counts(&store, StatsKind::Events, StatsGroup::None, epoch(), 86_400).await, [(0, String::new(), 250)]);
+    assert!(store.expire(Expired::Rollups, cutoff, 100).await.unwrap() >= 2);
+    assert!(counts(&store, StatsKind::Events, StatsGroup::None, epoch(), 86_400).await.is_empty());
+    assert!(counts(&store, StatsKind::Errors, StatsGroup::None, epoch(), 86_400).await.is_empty());
+}
+
+pub async fn erasing_a_session_removes_its_rows_and_counts(h: &impl Harness) {
+    let store = h.open().await;
+    let events: Vec<NewEvent> = (0..3).map(|i| event("gone", i)).chain([event("kept", 5)]).collect();
+    let errors = vec![error_in("gone", "schema", epoch()), error_in("kept", "schema", epoch()), error()];
+    store.write(&WriteBatch { events, errors }).await.unwrap();
+    assert_eq!(store.erase_session("gone").await.unwrap(), Erased { events: 3, errors: 1 });
+    assert_eq!(store.erase_session("gone").await.unwrap(), Erased::default(), "twice is harmless");
+    let left = store.events(&query(100)).await.unwrap().items;
+    assert_eq!(left.iter().map(|e| e.session_id.as_str()).collect::<Vec<_>>(), ["kept"]);
+    let errors = store.errors(&ErrorQuery { limit: 10, ..Default::default() }).await.unwrap().items;
+    assert_eq!(errors.len(), 2);
+    let of_session =
+        store.errors(&ErrorQuery { session_id: Some("kept".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(of_session.items.len(), 1);
+    store.maintain().await.unwrap();
+    assert_eq!(counts(&store, StatsKind::Events, StatsGroup::None, epoch(), 86_400).await, [(0, String::new(), 1)]);
+    assert_eq!(counts(&store, StatsKind::Errors, StatsGroup::None, epoch(), 86_400).await, [(0, String::new(), 1)]);
+}
+
+pub async fn a_rebuild_recounts_what_is_stored(h: &impl Harness) {
+    let store = h.open().await;
+    // Two days apart: two of the rebuild's one-day steps.
+    let events: Vec<NewEvent> = [0, 1, 2, 86_400 * 2].iter().map(|s| event("r", *s)).collect();
+    store.write(&WriteBatch { events, errors: vec![error_in("r", "schema", epoch())] }).await.unwrap();
+    let before = counts(&store, StatsKind::Events, StatsGroup::Name, epoch(), 300).await;
+    let far = Utc::now() + chrono::Duration::days(365);
+    store.expire(Expired::Rollups, far, 1000).await.unwrap();
+    assert!(counts(&store, StatsKind::Events, StatsGroup::None, epoch(), 300).await.is_empty());
+    let seen = std::sync::Mutex::new(Vec::new());
+    let recounted = store.rebuild_rollups(&|done, total| seen.lock().unwrap().push((done, total))).await.unwrap();
+    assert_eq!(recounted, 5);
+    assert_eq!(seen.lock().unwrap().last(), Some(&(5, 5)), "the progress ends at the total");
+    assert_eq!(counts(&store, StatsKind::Events, StatsGroup::Name, epoch(), 300).await, before);
+    let later = epoch() + chrono::Duration::days(2);
+    assert_eq!(counts(&store, StatsKind::Events, StatsGroup::None, later, 300).await, [(0, String::new(), 1)]);
+    assert_eq!(counts(&store, StatsKind::Errors, StatsGroup::None, epoch(), 300).await, [(0, String::new(), 1)]);
+    // Twice gives the same.
+    store.rebuild_rollups(&|_, _| {}).await.unwrap();
+    assert_eq!(counts(&store, StatsKind::Events, StatsGroup::Name, epoch(), 300).await, before);
 }
 
 pub async fn the_audit_log_and_password_changes_are_kept(h: &impl Harness) {
@@ -461,9 +638,37 @@ macro_rules! store_contract {
                     h.cleanup().await;
                 }
                 #[tokio::test]
-                async fn activity_is_counted_by_bucket_and_category() {
+                async fn rollups_count_every_write_once() {
                     let Some(h) = $harness.await else { return };
-                    super::super::activity_is_counted_by_bucket_and_category(&h).await;
+                    super::super::rollups_count_every_write_once(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn a_replay_that_still_fails_moves_its_count() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::a_replay_that_still_fails_moves_its_count(&h).await;
+                    h.cleanup().await;
+                }
+            }
+            mod lifecycle {
+                use super::super::*;
+
+                #[tokio::test]
+                async fn expiry_goes_in_bounded_steps_and_keeps_the_counts() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::expiry_goes_in_bounded_steps_and_keeps_the_counts(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn erasing_a_session_removes_its_rows_and_counts() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::erasing_a_session_removes_its_rows_and_counts(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn a_rebuild_recounts_what_is_stored() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::a_rebuild_recounts_what_is_stored(&h).await;
                     h.cleanup().await;
                 }
             }
@@ -577,3 +782,58 @@ impl Harness for PostgresHarness {
 }
 
 store_contract!(postgres, PostgresHarness::new());
+
+#[tokio::test]
+async fn sqlite_backs_up_a_consistent_copy_that_opens_as_a_store() {
+    let h = SqliteHarness::new().await.unwrap();
+    let store = h.open().await;
+    store.write(&WriteBatch { events: (0..5).map(|i| event("b", i)).collect(), errors: vec![] }).await.unwrap();
+    let target = h.0.path().join("backup.db");
+    store.backup(&target).await.unwrap();
+    let again = store.backup(&target).await;
+    assert!(matches!(again, Err(StoreError::Setup(m)) if m.contains("exists")), "never overwrites");
+    let copy = SqliteStore::connect(&format!("sqlite://{}", target.display())).await.unwrap();
+    assert!(copy.migrate().await.unwrap().is_empty(), "the copy is up to date");
+    assert_eq!(copy.events(&query(10)).await.unwrap().items.len(), 5);
+    let leftovers: Vec<_> = std::fs::read_dir(h.0.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn postgres_retention_drops_whole_months_and_keeps_their_counts() {
+    let Some(h) = PostgresHarness::new().await else { return };
+    let store = h.open().await;
+    let mut db = sqlx::PgConnection::connect(&h.url()).await.unwrap();
+    sqlx::query("SELECT the_eye_ensure_partitions(14, 0)").execute(&mut db).await.unwrap();
+    // Thirteen months ago, with tracker-style ids of that time.
+    let then = Utc::now() - chrono::Duration::days(396);
+    let events: Vec<NewEvent> = (0..20)
+        .map(|i| {
+            let mut e = event("old", 0);
+            let at = then + chrono::Duration::seconds(i);
+            e.event.timestamp = Timestamp::from(at);
+            let ts = uuid::Timestamp::from_unix(uuid::NoContext, at.timestamp() as u64, 0);
+            e.event.event_id = Uuid::new_v7(ts);
+            e
+        })
+        .collect();
+    store.write(&WriteBatch { events, errors: vec![] }).await.unwrap();
+    let month = format!("events_{}", then.format("%Y_%m"));
+    let held: i64 =
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{month}\"")).fetch_one(&mut db).await.unwrap();
+    assert_eq!(held, 20, "the rows are in their month's partition");
+    let cutoff = Utc::now() - chrono::Duration::days(365);
+    assert_eq!(store.expire(Expired::Events, cutoff, 5).await.unwrap(), 20, "one partition, whatever the limit");
+    let gone: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass($1)::text").bind(&month).fetch_one(&mut db).await.unwrap();
+    assert_eq!(gone, None, "the partition was dropped");
+    let from = then - chrono::Duration::hours(1);
+    let day = counts(&store, StatsKind::Events, StatsGroup::None, from, 86_400).await;
+    assert_eq!(day.iter().map(|r| r.2).sum::<i64>(), 20, "and its counts were kept");
+    drop(db);
+    h.cleanup().await;
+}

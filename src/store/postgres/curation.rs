@@ -50,13 +50,15 @@ impl PostgresStore {
                             .bind(r.error_id),
                         Some(raw) => sqlx::query(
                             "UPDATE event_errors SET reasons = $1::jsonb, original_raw = coalesce(original_raw, raw),
-                                 raw = $3, category = $4, edited_by = $5, edited_at = now() WHERE id = $2",
+                                 raw = $3, category = $4, session_id = $6, edited_by = $5, edited_at = now()
+                             WHERE id = $2",
                         )
                         .bind(reasons)
                         .bind(r.error_id)
                         .bind(without_nul(raw))
                         .bind(crate::store::category_of(raw).map(|c| without_nul(&c)))
-                        .bind(username.to_string()),
+                        .bind(username.to_string())
+                        .bind(crate::store::session_of(raw).map(|c| without_nul(&c))),
                     };
                     query.execute(&mut *tx).await.map_err(classify)?;
                 }

@@ -82,11 +82,14 @@ pub(super) async fn write_in(tx: &mut sqlx::PgConnection, batch: &WriteBatch) ->
         let apps: Vec<Option<String>> = batch.errors.iter().map(|e| e.application.clone()).collect();
         let categories: Vec<Option<String>> =
             batch.errors.iter().map(|e| e.category().map(|c| without_nul(&c))).collect();
+        let sessions: Vec<Option<String>> =
+            batch.errors.iter().map(|e| e.session_id().map(|c| without_nul(&c))).collect();
         sqlx::query(
-            "INSERT INTO event_errors (event_id, raw, reasons, received_at, application, category)
-                 SELECT u.event_id, u.raw, u.reasons::jsonb, u.received_at, u.app, u.category
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
-                     AS u (event_id, raw, reasons, received_at, app, category)
+            "INSERT INTO event_errors (event_id, raw, reasons, received_at, application, category, session_id)
+                 SELECT u.event_id, u.raw, u.reasons::jsonb, u.received_at, u.app, u.category, u.session_id
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                             $7::text[])
+                     AS u (event_id, raw, reasons, received_at, app, category, session_id)
                  WHERE NOT EXISTS (SELECT 1 FROM events v WHERE v.event_id = u.event_id)
                  ON CONFLICT (event_id) DO NOTHING",
         )
@@ -96,6 +99,7 @@ pub(super) async fn write_in(tx: &mut sqlx::PgConnection, batch: &WriteBatch) ->
         .bind(received)
         .bind(apps)
         .bind(categories)
+        .bind(sessions)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -157,7 +161,7 @@ impl EventSink for PostgresStore {
         // processes creating the same partition at once: one gets a duplicate
         // error, and the next run finds the partition there.
         sqlx::query("SELECT the_eye_ensure_partitions(1, 3)").execute(&self.pool).await.map_err(classify)?;
-        Ok(())
+        self.merge_rollups().await
     }
 }
 
@@ -232,56 +236,53 @@ impl EventReader for PostgresStore {
         if let Some(v) = &q.category {
             qb.push(" AND category = ").push_bind(without_nul(v));
         }
+        if let Some(v) = &q.session_id {
+            qb.push(" AND session_id = ").push_bind(without_nul(v));
+        }
         if let Some(v) = q.from {
             qb.push(" AND received_at >= ").push_bind(v.as_datetime());
         }
         if let Some(v) = q.to {
             qb.push(" AND received_at < ").push_bind(v.as_datetime());
         }
+        let (cmp, dir) = match q.order {
+            Order::Desc => ("<", "DESC"),
+            Order::Asc => (">", "ASC"),
+        };
         if let Some(after) = q.after {
-            qb.push(" AND id < ").push_bind(after);
+            qb.push(format!(" AND id {cmp} ")).push_bind(after);
         }
-        qb.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64 + 1);
+        qb.push(format!(" ORDER BY id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
         let items = rows.iter().map(Self::error_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, q.limit, |e| e.id))
     }
 
-    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError> {
-        let end = since + chrono::Duration::seconds(bucket_secs * buckets);
-        let mut activity = Activity::default();
-        for (sql, out) in [
-            (
-                "SELECT floor(extract(epoch FROM occurred_at - $1) / $2)::bigint AS b, category, COUNT(*)
-                 FROM events WHERE occurred_at >= $1 AND occurred_at < $3 GROUP BY b, category",
-                &mut activity.events,
-            ),
-            (
-                "SELECT floor(extract(epoch FROM received_at - $1) / $2)::bigint AS b, coalesce(category, '') AS c,
-                        COUNT(*)
-                 FROM event_errors WHERE received_at >= $1 AND received_at < $3 GROUP BY b, c",
-                &mut activity.errors,
-            ),
-        ] {
-            *out = sqlx::query_as(sql)
-                .bind(since)
-                .bind(bucket_secs as f64)
-                .bind(end)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
+    async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {
+        let (table, columns) = q.plan()?;
+        let keys: String = columns.iter().map(|c| format!(", {c}")).collect();
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT date_bin(make_interval(secs => ");
+        qb.push_bind(q.bucket_secs as f64)
+            .push("), bucket, ")
+            .push_bind(q.from)
+            .push(format!(") AS b{keys}, SUM(n)::bigint AS count FROM {table} WHERE bucket >= "))
+            .push_bind(q.from)
+            .push(" AND bucket < ")
+            .push_bind(q.to);
+        for (column, value) in [("category", &q.category), ("name", &q.name), ("application", &q.application)] {
+            if let Some(v) = value {
+                qb.push(format!(" AND {column} = ")).push_bind(without_nul(v));
+            }
         }
-        Ok(activity)
-    }
-
-    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError> {
-        sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM events WHERE occurred_at >= $1),
-                    (SELECT COUNT(*) FROM event_errors WHERE received_at >= $1)",
-        )
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)
+        qb.push(format!(" GROUP BY b{keys} HAVING SUM(n) <> 0 ORDER BY b{keys}"));
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| StatsRow {
+                bucket: r.get("b"),
+                key: columns.iter().map(|c| r.get::<String, _>(*c)).collect(),
+                count: r.get("count"),
+            })
+            .collect())
     }
 }

@@ -20,12 +20,13 @@ use uuid::Uuid;
 
 use crate::domain::{CategoryDef, EventTypeDef, Reason, Timestamp};
 use crate::store::{
-    Activity, ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, Store, StoreError, StoredError, StoredEvent,
-    WriteBatch,
+    ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, StatsQuery, StatsRow, Store, StoreError, StoredError,
+    StoredEvent, WriteBatch,
 };
 
 mod curation;
 mod events;
+mod lifecycle;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

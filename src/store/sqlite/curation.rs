@@ -52,11 +52,12 @@ impl SqliteStore {
                         None => sqlx::query("UPDATE event_errors SET reasons = ? WHERE id = ?").bind(reasons),
                         Some(raw) => sqlx::query(
                             "UPDATE event_errors SET reasons = ?, original_raw = coalesce(original_raw, raw), raw = ?,
-                                 category = ?, edited_by = ?, edited_at = ? WHERE id = ?",
+                                 category = ?, session_id = ?, edited_by = ?, edited_at = ? WHERE id = ?",
                         )
                         .bind(reasons)
                         .bind(raw.clone())
                         .bind(crate::store::category_of(raw))
+                        .bind(crate::store::session_of(raw))
                         .bind(username.to_string())
                         .bind(now_micros()),
                     };

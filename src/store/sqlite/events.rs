@@ -11,6 +11,10 @@ use crate::store::{EventReader, EventSink};
 /// has one writer, so checking inside the transaction is exact.
 pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), StoreError> {
     let created_at = now_micros();
+    // Rows this transaction adds get rowids above today's largest, so the
+    // rollups count exactly what was inserted (duplicates were skipped), in
+    // one statement per table.
+    let last_event = last_rowid(tx, "events").await?;
     // Multi-row VALUES in chunks of a fixed size: full chunks share one SQL
     // text, so that statement is prepared once. Measured against one
     // json_each statement per batch, this inserts about a quarter faster
@@ -35,6 +39,17 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
         qb.build().execute(&mut *tx).await.map_err(classify)?;
     }
     if !batch.events.is_empty() {
+        sqlx::query(concat!(
+            "INSERT INTO event_rollups (bucket, application, category, name, n) SELECT ",
+            bucket!("occurred_at"),
+            ", coalesce(application, ''), category, name, COUNT(*)
+             FROM events WHERE id > $1 GROUP BY 1, 2, 3, 4
+             ON CONFLICT DO UPDATE SET n = n + excluded.n"
+        ))
+        .bind(last_event)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         // One statement for the whole batch (the ids as one JSON array): a
         // statement per chunk cost the batched write rate about a tenth.
         let ids: Vec<String> = batch.events.iter().map(|e| e.event.event_id.simple().to_string()).collect();
@@ -44,10 +59,14 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
             .await
             .map_err(classify)?;
     }
+    if batch.errors.is_empty() {
+        return Ok(());
+    }
+    let last_error = last_rowid(tx, "event_errors").await?;
     for chunk in batch.errors.chunks(INSERT_CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application, category) \
-             SELECT column1, column2, column3, column4, column5, column6, column7 FROM (",
+            "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application, category, \
+             session_id) SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM (",
         );
         qb.push_values(chunk, |mut row, e| {
             row.push_bind(e.event_id.as_bytes().to_vec())
@@ -56,13 +75,33 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
                 .push_bind(e.received_at.timestamp_micros())
                 .push_bind(created_at)
                 .push_bind(e.application.as_deref())
-                .push_bind(e.category());
+                .push_bind(e.category())
+                .push_bind(e.session_id());
         });
         qb.push(") WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.event_id = column1)");
         qb.push(" ON CONFLICT (event_id) DO NOTHING");
         qb.build().execute(&mut *tx).await.map_err(classify)?;
     }
+    sqlx::query(concat!(
+        "INSERT INTO error_rollups (bucket, application, category, reason, n) SELECT ",
+        bucket!("received_at"),
+        ", coalesce(application, ''), coalesce(category, ''), coalesce(json_extract(reasons, '$[0].code'), ''),
+           COUNT(*) FROM event_errors WHERE id > $1 GROUP BY 1, 2, 3, 4
+         ON CONFLICT DO UPDATE SET n = n + excluded.n"
+    ))
+    .bind(last_error)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
     Ok(())
+}
+
+/// The largest rowid of `table`, 0 when empty.
+async fn last_rowid(tx: &mut sqlx::SqliteConnection, table: &str) -> Result<i64, StoreError> {
+    sqlx::query_scalar(&format!("SELECT coalesce(max(id), 0) FROM {table}"))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)
 }
 
 const EVENT_COLUMNS: &str = "id, event_id, session_id, category, name, data, occurred_at, received_at, application";
@@ -182,56 +221,59 @@ impl EventReader for SqliteStore {
         if let Some(v) = &q.category {
             qb.push(" AND category = ").push_bind(v.clone());
         }
+        if let Some(v) = &q.session_id {
+            qb.push(" AND session_id = ").push_bind(v.clone());
+        }
         if let Some(v) = q.from {
             qb.push(" AND received_at >= ").push_bind(v.micros());
         }
         if let Some(v) = q.to {
             qb.push(" AND received_at < ").push_bind(v.micros());
         }
+        let (cmp, dir) = match q.order {
+            Order::Desc => ("<", "DESC"),
+            Order::Asc => (">", "ASC"),
+        };
         if let Some(after) = q.after {
-            qb.push(" AND id < ").push_bind(after);
+            qb.push(format!(" AND id {cmp} ")).push_bind(after);
         }
-        qb.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64 + 1);
+        qb.push(format!(" ORDER BY id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
         let items = rows.iter().map(Self::error_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, q.limit, |e| e.id))
     }
 
-    async fn activity(&self, since: DateTime<Utc>, bucket_secs: i64, buckets: i64) -> Result<Activity, StoreError> {
-        let (start, width) = (since.timestamp_micros(), bucket_secs * 1_000_000);
-        let end = start + width * buckets;
-        let mut activity = Activity::default();
-        for (sql, out) in [
-            (
-                "SELECT (occurred_at - ?1) / ?2 AS b, category, COUNT(*) FROM events
-                 WHERE occurred_at >= ?1 AND occurred_at < ?3 GROUP BY b, category",
-                &mut activity.events,
-            ),
-            (
-                "SELECT (received_at - ?1) / ?2 AS b, coalesce(category, '') AS c, COUNT(*) FROM event_errors
-                 WHERE received_at >= ?1 AND received_at < ?3 GROUP BY b, c",
-                &mut activity.errors,
-            ),
-        ] {
-            *out = sqlx::query_as(sql)
-                .bind(start)
-                .bind(width)
-                .bind(end)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(classify)?;
+    async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {
+        let (table, columns) = q.plan()?;
+        let (from, width) = (q.from.timestamp_micros(), q.bucket_secs * 1_000_000);
+        let keys: String = columns.iter().map(|c| format!(", {c}")).collect();
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT ");
+        qb.push_bind(from)
+            .push(" + ((bucket - ")
+            .push_bind(from)
+            .push(") / ")
+            .push_bind(width)
+            .push(") * ")
+            .push_bind(width)
+            .push(format!(" AS b{keys}, SUM(n) AS count FROM {table} WHERE bucket >= "))
+            .push_bind(from)
+            .push(" AND bucket < ")
+            .push_bind(q.to.timestamp_micros());
+        for (column, value) in [("category", &q.category), ("name", &q.name), ("application", &q.application)] {
+            if let Some(v) = value {
+                qb.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
         }
-        Ok(activity)
-    }
-
-    async fn totals(&self, since: DateTime<Utc>) -> Result<(i64, i64), StoreError> {
-        sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM events WHERE occurred_at >= ?1),
-                    (SELECT COUNT(*) FROM event_errors WHERE received_at >= ?1)",
-        )
-        .bind(since.timestamp_micros())
-        .fetch_one(&self.reader)
-        .await
-        .map_err(classify)
+        qb.push(format!(" GROUP BY b{keys} HAVING SUM(n) <> 0 ORDER BY b{keys}"));
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StatsRow {
+                    bucket: time(r.get("b"))?,
+                    key: columns.iter().map(|c| r.get::<String, _>(*c)).collect(),
+                    count: r.get("count"),
+                })
+            })
+            .collect()
     }
 }

@@ -16,12 +16,20 @@ use uuid::Uuid;
 
 use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
 use crate::store::{
-    Activity, ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, Store, StoreError, StoredError, StoredEvent,
-    WriteBatch,
+    ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, StatsQuery, StatsRow, Store, StoreError, StoredError,
+    StoredEvent, WriteBatch,
 };
+
+/// The rollup bucket (5 minutes) of a µs time column, floored (also before 1970).
+macro_rules! bucket {
+    ($column:literal) => {
+        concat!($column, " - ((", $column, " % 300000000) + 300000000) % 300000000")
+    };
+}
 
 mod curation;
 mod events;
+mod lifecycle;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
