@@ -118,7 +118,11 @@ impl App {
         let settings = self.state.settings.clone();
         let deadline = settings.http.shutdown_timeout;
         let stop_workers = CancellationToken::new();
-        let workers = tasks::spawn_workers(&self.worker, settings.worker.workers, &stop_workers);
+        let mut workers = tasks::spawn_workers(&self.worker, settings.worker.workers, &stop_workers);
+        if settings.worker.workers > 0 {
+            let store = self.state.store.clone();
+            workers.push(tasks::spawn_upkeep(store, settings.store.retention, &stop_workers));
+        }
 
         let draining = self.state.draining.clone();
         tokio::spawn({
@@ -147,7 +151,8 @@ impl App {
     pub async fn run_workers(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let stop = CancellationToken::new();
-        let workers = tasks::spawn_workers(&self.worker, settings.worker.workers.max(1), &stop);
+        let mut workers = tasks::spawn_workers(&self.worker, settings.worker.workers.max(1), &stop);
+        workers.push(tasks::spawn_upkeep(self.state.store.clone(), settings.store.retention, &stop));
         let health = match settings.worker.health_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await?;

@@ -134,6 +134,19 @@ pub struct StoreSettings {
     pub data_dir: PathBuf,
     /// The store.
     pub database: DatabaseUrl,
+    /// How long data is kept (applied by the workers' upkeep).
+    pub retention: Retention,
+}
+
+/// How long each kind of data is kept; `None` keeps it forever.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Events, by their own timestamp.
+    pub events: Option<chrono::Duration>,
+    /// Event errors, by when they were received.
+    pub errors: Option<chrono::Duration>,
+    /// Rollup counts, by their bucket.
+    pub rollups: Option<chrono::Duration>,
 }
 
 /// A store URL, checked at start.
@@ -220,6 +233,9 @@ pub struct RawSettings {
     pub max_header_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub catalog_refresh_secs: u64,
+    pub retention_days: u32,
+    pub error_retention_days: u32,
+    pub rollup_retention_days: u32,
     pub log_format: LogFormat,
     pub metrics_public: bool,
     pub demo: bool,
@@ -263,6 +279,9 @@ impl Default for RawSettings {
             max_header_bytes: 32 * 1024,
             shutdown_timeout_secs: 10,
             catalog_refresh_secs: 2,
+            retention_days: 0,
+            error_retention_days: 0,
+            rollup_retention_days: 0,
             log_format: LogFormat::Text,
             metrics_public: false,
             demo: true,
@@ -342,6 +361,7 @@ fn example(key: &str) -> &'static str {
         "demo" => "false",
         "max_json_depth" => "32 (at most 120)",
         k if k.ends_with("_secs") || k.ends_with("_ms") => "10",
+        k if k.ends_with("_days") => "90 (0 keeps forever)",
         k if k.ends_with("_bytes") => "1048576",
         _ => "4",
     }
@@ -421,6 +441,12 @@ impl RawSettings {
                 return Err(bad("redis_url", format!("{url:?} is not a Redis URL")));
             }
         }
+        let days = |n: u32| (n > 0).then(|| chrono::Duration::days(i64::from(n)));
+        let retention = Retention {
+            events: days(self.retention_days),
+            errors: days(self.error_retention_days),
+            rollups: days(self.rollup_retention_days),
+        };
         let secs = Duration::from_secs;
         Ok(Settings {
             http: HttpSettings {
@@ -467,7 +493,7 @@ impl RawSettings {
                 catalog_refresh: secs(self.catalog_refresh_secs),
                 health_listen: self.worker_health_listen,
             },
-            store: StoreSettings { data_dir: self.data_dir, database },
+            store: StoreSettings { data_dir: self.data_dir, database, retention },
             log_format: self.log_format,
             demo: self.demo,
         })

@@ -64,6 +64,7 @@ pub mod domain;
 pub mod hosts;
 pub mod http_error;
 pub mod ingest;
+pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
 pub mod paging;

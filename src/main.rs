@@ -126,6 +126,53 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Write every event (or event error) the filters select to a file, as NDJSON or CSV.
+    Export {
+        #[command(flatten)]
+        filters: the_eye::lifecycle::export::ExportFilters,
+        /// The file to write (must not exist; written whole or not at all).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Apply retention now (retention_days, error_retention_days, rollup_retention_days) and print what went.
+    Upkeep,
+    /// Delete every event and event error of one session (an erasure request).
+    Erase {
+        /// The session's id.
+        #[arg(long)]
+        session: String,
+    },
+    /// Copy the SQLite store to FILE while the service runs.
+    Backup {
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+    },
+    /// Bring data over from another system.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// The rollups behind /api/stats and the dashboard.
+    Stats {
+        #[command(subcommand)]
+        command: StatsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// From the Django original's PostgreSQL database (collector_category, collector_event, collector_eventerror).
+    Django {
+        /// Its URL, e.g. postgres://user@host/dbname.
+        #[arg(long)]
+        from: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StatsCommand {
+    /// Recount the rollups from the stored events and errors (after a restore, or if in doubt).
+    Rebuild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +338,12 @@ async fn run() -> anyhow::Result<()> {
             UsersCommand::Activate { username } => commands::set_user_active(settings, &username, true).await,
             UsersCommand::Deactivate { username } => commands::set_user_active(settings, &username, false).await,
         },
+        Command::Export { filters, out } => commands::export(settings, filters, &out).await,
+        Command::Upkeep => commands::upkeep(settings).await,
+        Command::Erase { session } => commands::erase(settings, &session).await,
+        Command::Backup { file } => commands::backup(settings, &file).await,
+        Command::Import { command: ImportCommand::Django { from } } => commands::import_django(settings, &from).await,
+        Command::Stats { command: StatsCommand::Rebuild } => commands::rebuild_stats(settings).await,
         Command::Apps { command } => match command {
             AppsCommand::Create { name, origins } => commands::create_app(settings, &name, &origins).await,
             AppsCommand::List => commands::list_apps(settings).await,

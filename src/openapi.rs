@@ -23,6 +23,9 @@ use crate::app::AppState;
         crate::api::list_events,
         crate::api::get_event,
         crate::api::list_errors,
+        crate::api::data::stats,
+        crate::api::data::export,
+        crate::api::data::erase,
         crate::api::health::healthz,
         crate::api::health::readyz,
         openapi_json,
@@ -37,11 +40,15 @@ use crate::app::AppState;
         crate::api::schema::ErrorsPage,
         crate::api::schema::Healthz,
         crate::api::schema::Readyz,
+        crate::api::data::StatsOut,
+        crate::api::data::StatsSeries,
+        crate::api::data::StatsPoint,
+        crate::api::data::Erasure,
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "collector", description = "Sending events"),
-        (name = "read", description = "Reading events and event errors (a bearer token from `the-eye tokens create`)"),
+        (name = "read", description = "Reading, counting, exporting and erasing events and event errors (a bearer token from `the-eye tokens create`)"),
         (name = "health", description = "For load balancers and operators"),
     )
 )]

@@ -1,5 +1,5 @@
 //! Background tasks with a shutdown deadline, the one way `serve` and
-//! `the-eye worker` run their workers.
+//! `the-eye worker` run their workers and the store's upkeep.
 //!
 //! A worker is essential: if one dies of a panic (a bug in a backend, say;
 //! panics while validating an entry are already caught per entry), it is
@@ -8,12 +8,18 @@
 //! the queue's claim timeout.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Retention;
+use crate::store::Store;
 use crate::worker::Worker;
+
+/// How often the upkeep runs: partitions, merging rollup deltas, retention.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Pause before a task that panicked is started again: long enough that a
 /// task panicking at once cannot spin, short enough to go unnoticed.
@@ -31,6 +37,36 @@ pub fn spawn_workers(worker: &Worker, count: usize, stop: &CancellationToken) ->
             }))
         })
         .collect()
+}
+
+/// Starts the upkeep of the store beside the workers: every [`UPKEEP_EVERY`],
+/// [`crate::lifecycle::upkeep`], restarted if it panics, until `stop` (which
+/// abandons a step in hand: its transaction rolls back).
+pub fn spawn_upkeep(store: Arc<dyn Store>, retention: Retention, stop: &CancellationToken) -> JoinHandle<()> {
+    let stop = stop.clone();
+    tokio::spawn(supervise(
+        "upkeep".into(),
+        stop.clone(),
+        || {},
+        move || {
+            let (store, stop) = (store.clone(), stop.clone());
+            async move {
+                loop {
+                    let run = crate::lifecycle::upkeep(store.as_ref(), &retention, chrono::Utc::now());
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        done = run => if let Err(e) = done {
+                            tracing::error!(error = %e, "store upkeep failed; will try again in a minute");
+                        },
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(UPKEEP_EVERY) => {}
+                    }
+                }
+            }
+        },
+    ))
 }
 
 /// Runs the task `make` builds; when it panics, logs it and builds a new one,

@@ -1,5 +1,5 @@
 //! Events: the list with filters and search, an event's detail and deletion,
-//! and a session's timeline.
+//! and a session's timeline and its erasure.
 
 use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Redirect};
@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/events/{event_id}/", get(event_detail))
         .route("/admin/events/{event_id}/delete/", get(delete_form).post(delete))
         .route("/admin/sessions/{session_id}/", get(session_timeline))
+        .route("/admin/sessions/{session_id}/erase/", get(erase_form).post(erase))
 }
 
 /// Filters of the events page, as typed into its form.
@@ -129,6 +130,7 @@ async fn delete(admin: Admin, Path(id): Path<String>) -> AdminResult {
 #[derive(Debug, Deserialize)]
 struct CursorParam {
     cursor: Option<String>,
+    erased: Option<String>,
 }
 
 async fn session_timeline(admin: Admin, Path(session_id): Path<String>, Query(q): Query<CursorParam>) -> AdminResult {
@@ -145,5 +147,34 @@ async fn session_timeline(admin: Admin, Path(session_id): Path<String>, Query(q)
         let path = percent_encode(&session_id, b"-_.~");
         format!("/admin/sessions/{path}/?cursor={}", next_cursor(c, Order::Asc))
     });
-    Ok(admin.page("admin/session.html", minijinja::context! { session_id, events, next_url }))
+    let erased = q.erased.as_deref().map(erased_message);
+    Ok(admin.page("admin/session.html", minijinja::context! { session_id, events, next_url, erased }))
+}
+
+/// What the timeline says after an erasure: `erased=EVENTS,ERRORS`.
+fn erased_message(counts: &str) -> String {
+    let (events, errors) = counts.split_once(',').unwrap_or((counts, "0"));
+    let n = |s: &str| s.parse::<u64>().unwrap_or(0);
+    format!("Erased {} events and {} event errors of this session.", n(events), n(errors))
+}
+
+async fn erase_form(admin: Admin, Path(session_id): Path<String>) -> AdminResult {
+    let path = percent_encode(&session_id, b"-_.~");
+    Ok(admin.confirm(
+        "Erase this session?",
+        &format!(
+            "Every event and event error of session {session_id} will be deleted for good and taken out of the \
+             counts, as an erasure request (GDPR art. 17) asks. The audit log keeps a digest of the session id \
+             and the numbers, not the data. Backups taken before now still hold it."
+        ),
+        &format!("/admin/sessions/{path}/erase/"),
+        &format!("/admin/sessions/{path}/"),
+    ))
+}
+
+async fn erase(admin: Admin, Path(session_id): Path<String>) -> AdminResult {
+    let store = admin.state.store.as_ref();
+    let erased = crate::lifecycle::erase_session(store, &session_id, &admin.session.username).await?;
+    let path = percent_encode(&session_id, b"-_.~");
+    Ok(Redirect::to(&format!("/admin/sessions/{path}/?erased={},{}", erased.events, erased.errors)).into_response())
 }

@@ -1,6 +1,7 @@
 //! The read side: events and event errors as JSON, behind a bearer token.
 
 pub mod auth;
+pub mod data;
 pub mod health;
 pub mod metrics;
 pub mod schema;
@@ -11,15 +12,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::domain::{Reason, Timestamp};
 use crate::http_error::error_response;
 use crate::paging::{error_cursor, event_cursor, limit_param, next_cursor, next_error_cursor, time_param, BadParam};
-use crate::store::{ErrorQuery, EventQuery, Order, StoreError, StoredError, StoredEvent};
+use crate::store::{ErrorQuery, EventQuery, Order, StoreError};
 
 /// Errors of the read API, mapped to statuses in one place.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +29,9 @@ pub enum ApiError {
     /// 401: no or bad token.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 403: the token may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 404: no such item.
     #[error("{0}")]
     NotFound(String),
@@ -49,6 +51,7 @@ impl IntoResponse for ApiError {
         let mut response = match self {
             Self::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, "bad_request", m),
             Self::Unauthorized(m) => error_response(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Self::Forbidden(m) => error_response(StatusCode::FORBIDDEN, "forbidden", m),
             Self::NotFound(m) => error_response(StatusCode::NOT_FOUND, "not_found", m),
             Self::Store(e) => {
                 tracing::error!(error = %e, "read API store failure");
@@ -70,6 +73,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/api/events", get(list_events))
         .route("/api/events/{event_id}", get(get_event))
         .route("/api/errors", get(list_errors))
+        .route("/api/stats", get(data::stats))
+        .route("/api/export", get(data::export))
+        .route("/api/sessions/{session_id}", axum::routing::delete(data::erase))
         .route_layer(middleware::from_fn_with_state(state, auth::require_token))
 }
 
@@ -122,67 +128,7 @@ struct ErrorParams {
     cursor: Option<String>,
 }
 
-/// An event as the API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventOut {
-    event_id: Uuid,
-    session_id: String,
-    category: String,
-    name: String,
-    /// The event's `data` object, as sent.
-    #[schema(value_type = Object)]
-    data: Box<RawValue>,
-    /// When it happened (RFC 3339, UTC).
-    timestamp: String,
-    /// When The Eye received it (RFC 3339, UTC).
-    received_at: String,
-    /// The application that sent it.
-    application: Option<String>,
-}
-
-impl From<StoredEvent> for EventOut {
-    fn from(e: StoredEvent) -> Self {
-        Self {
-            event_id: e.event_id,
-            session_id: e.session_id,
-            category: e.category,
-            name: e.name,
-            data: e.data,
-            timestamp: e.timestamp.to_string(),
-            received_at: Timestamp::from(e.received_at).to_string(),
-            application: e.application,
-        }
-    }
-}
-
-/// An event error as the API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorOut {
-    /// Its row id.
-    id: i64,
-    event_id: Uuid,
-    /// The payload as received, as text (it may not be JSON).
-    raw: String,
-    /// Every rule it broke.
-    reasons: Vec<Reason>,
-    /// When The Eye received it (RFC 3339, UTC).
-    received_at: String,
-    /// The application that sent it.
-    application: Option<String>,
-}
-
-impl From<StoredError> for ErrorOut {
-    fn from(e: StoredError) -> Self {
-        Self {
-            id: e.id,
-            event_id: e.event_id,
-            raw: e.raw,
-            reasons: e.reasons,
-            received_at: Timestamp::from(e.received_at).to_string(),
-            application: e.application,
-        }
-    }
-}
+pub use crate::lifecycle::export::{ErrorOut, EventOut};
 
 fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))

@@ -597,8 +597,10 @@ pub struct TokenInfo {
 }
 
 /// What a valid read token may do beyond reading.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenGrant {
+    /// The token's name, for the audit log.
+    pub name: String,
     /// May erase a session's events and errors (`DELETE /api/sessions/{id}`).
     pub can_erase: bool,
 }

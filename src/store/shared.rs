@@ -110,12 +110,13 @@ macro_rules! impl_access {
             }
 
             async fn token_grant(&self, hash: &[u8]) -> Result<Option<$crate::store::TokenGrant>, StoreError> {
-                let found: Option<bool> = sqlx::query_scalar("SELECT can_erase FROM api_tokens WHERE token_hash = $1")
-                    .bind(hash)
-                    .fetch_optional(&self.$r)
-                    .await
-                    .map_err(classify)?;
-                Ok(found.map(|can_erase| $crate::store::TokenGrant { can_erase }))
+                let found: Option<(String, bool)> =
+                    sqlx::query_as("SELECT name, can_erase FROM api_tokens WHERE token_hash = $1")
+                        .bind(hash)
+                        .fetch_optional(&self.$r)
+                        .await
+                        .map_err(classify)?;
+                Ok(found.map(|(name, can_erase)| $crate::store::TokenGrant { name, can_erase }))
             }
 
             async fn tokens(&self) -> Result<Vec<$crate::store::TokenInfo>, StoreError> {

@@ -31,8 +31,6 @@ use crate::store::{EventSink, NewEvent, NewEventError, StoreError, WriteBatch};
 
 /// How long an idle worker waits on the queue before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
-/// How often a worker runs the store's upkeep (partitions ahead).
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
 /// One consumer of the queue.
 #[derive(Debug, Clone)]
@@ -115,14 +113,7 @@ impl Worker {
     /// Runs until `shutdown`; finishes the batch in hand first.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::default();
-        let mut maintained = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
-            if maintained.elapsed() >= MAINTENANCE_EVERY {
-                maintained = tokio::time::Instant::now();
-                if let Err(e) = self.store.maintain().await {
-                    tracing::error!(error = %e, "store upkeep failed; will try again in an hour");
-                }
-            }
             match self.step(IDLE_WAIT, &shutdown).await {
                 Ok(_) => backoff.reset(),
                 Err(StepError::ShuttingDown) => break,

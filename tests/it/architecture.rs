@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("hosts", 4),
     ("tasks", 4),
     ("worker", 3),
+    ("lifecycle", 3),
     ("http_error", 3),
     ("telemetry", 3),
     ("config", 2),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::json;
 use sqlx::Connection;
-use the_eye::store::EventReader;
 use the_eye::domain::{Reason, Timestamp, ValidEvent};
+use the_eye::store::EventReader;
 use the_eye::store::{
-    AdminAction, AdminSession, Category, Erased, ErrorQuery, EventQuery, EventType, Expired, NewEvent,
-    NewEventError, Order, PostgresStore, Replay, SqliteStore, StatsGroup, StatsKind, StatsQuery, Store, StoreError,
-    TokenGrant, WriteBatch,
+    AdminAction, AdminSession, Category, Erased, ErrorQuery, EventQuery, EventType, Expired, NewEvent, NewEventError,
+    Order, PostgresStore, Replay, SqliteStore, StatsGroup, StatsKind, StatsQuery, Store, StoreError, TokenGrant,
+    WriteBatch,
 };
 use uuid::Uuid;
 
@@ -175,10 +175,11 @@ pub async fn tokens_are_found_by_hash_only(h: &impl Harness) {
     let store = h.open().await;
     store.create_token("ci", &[7u8; 32], false).await.unwrap();
     store.create_token("dpo", &[9u8; 32], true).await.unwrap();
-    assert_eq!(store.token_grant(&[7u8; 32]).await.unwrap(), Some(TokenGrant { can_erase: false }));
-    assert_eq!(store.token_grant(&[9u8; 32]).await.unwrap(), Some(TokenGrant { can_erase: true }));
+    assert_eq!(store.token_grant(&[7u8; 32]).await.unwrap(), Some(TokenGrant { name: "ci".into(), can_erase: false }));
+    assert_eq!(store.token_grant(&[9u8; 32]).await.unwrap(), Some(TokenGrant { name: "dpo".into(), can_erase: true }));
     assert_eq!(store.token_grant(&[8u8; 32]).await.unwrap(), None);
-    let listed: Vec<(String, bool)> = store.tokens().await.unwrap().into_iter().map(|t| (t.name, t.can_erase)).collect();
+    let listed: Vec<(String, bool)> =
+        store.tokens().await.unwrap().into_iter().map(|t| (t.name, t.can_erase)).collect();
     assert_eq!(listed, [("ci".to_string(), false), ("dpo".to_string(), true)]);
     store.ping().await.unwrap();
 }
@@ -823,8 +824,7 @@ async fn postgres_retention_drops_whole_months_and_keeps_their_counts() {
         .collect();
     store.write(&WriteBatch { events, errors: vec![] }).await.unwrap();
     let month = format!("events_{}", then.format("%Y_%m"));
-    let held: i64 =
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{month}\"")).fetch_one(&mut db).await.unwrap();
+    let held: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{month}\"")).fetch_one(&mut db).await.unwrap();
     assert_eq!(held, 20, "the rows are in their month's partition");
     let cutoff = Utc::now() - chrono::Duration::days(365);
     assert_eq!(store.expire(Expired::Events, cutoff, 5).await.unwrap(), 20, "one partition, whatever the limit");

@@ -1,6 +1,8 @@
 //! How long the admin panel's heaviest reads take on a big store: the
-//! dashboard's activity counts and totals (hour, day, week), the newest
-//! events, a search, and error filters. Fills a fresh store with `EVENTS`
+//! dashboard's charts from the rollups (hour, day, week), a month of
+//! `/api/stats`, the newest events, a search, and error filters; then the
+//! data's upkeep: erasing a session, rebuilding the rollups, and retention
+//! deleting every event. Fills a fresh store with `EVENTS`
 //! events (default 1,000,000) spread over the last seven days in five
 //! categories, and `EVENTS / 100` errors, through `Store::write`.
 //!
@@ -12,7 +14,9 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use the_eye::domain::{Reason, Timestamp, ValidEvent};
-use the_eye::store::{self, ErrorQuery, EventQuery, NewEvent, NewEventError, Store, WriteBatch};
+use the_eye::store::{
+    self, ErrorQuery, EventQuery, NewEvent, NewEventError, StatsGroup, StatsKind, StatsQuery, Store, WriteBatch,
+};
 
 const CATEGORIES: [&str; 5] = ["page interaction", "form interaction", "checkout", "search", "video"];
 
@@ -65,10 +69,33 @@ async fn time<T>(what: &str, f: impl std::future::Future<Output = Result<T, stor
 async fn measure(store: Arc<dyn Store>) -> anyhow::Result<()> {
     let now = Utc::now();
     for (name, secs, buckets) in [("hour", 300, 12), ("day", 3600, 24), ("week", 6 * 3600, 28)] {
-        let since = now - Duration::seconds(secs * buckets);
-        time(&format!("dashboard activity, last {name}"), store.activity(since, secs, buckets)).await?;
-        time(&format!("dashboard totals, last {name}"), store.totals(since)).await?;
+        let end = now.timestamp() - now.timestamp().rem_euclid(secs) + secs;
+        let from = chrono::DateTime::from_timestamp(end - secs * buckets, 0).unwrap_or(now);
+        for (kind, label) in [(StatsKind::Events, "events"), (StatsKind::Errors, "errors")] {
+            let q = StatsQuery {
+                kind,
+                from,
+                to: from + Duration::seconds(secs * buckets),
+                bucket_secs: secs,
+                group: StatsGroup::Category,
+                category: None,
+                name: None,
+                application: None,
+            };
+            time(&format!("dashboard chart, {label}, last {name}"), store.stats(&q)).await?;
+        }
     }
+    let month = StatsQuery {
+        kind: StatsKind::Events,
+        from: now - Duration::days(30),
+        to: now,
+        bucket_secs: 300,
+        group: StatsGroup::Name,
+        category: None,
+        name: None,
+        application: None,
+    };
+    time("/api/stats 30 days, 5m buckets, by name", store.stats(&month)).await?;
     let newest = EventQuery { limit: 50, ..Default::default() };
     time("events page (newest 50)", store.events(&newest)).await?;
     let session = EventQuery { session_id: Some("session-123".into()), limit: 50, ..Default::default() };
@@ -90,6 +117,25 @@ async fn measure(store: Arc<dyn Store>) -> anyhow::Result<()> {
     time("errors by reason (newest 50)", store.errors(&by_reason)).await?;
     let none = ErrorQuery { reason: Some("schema".into()), limit: 50, ..Default::default() };
     time("errors by a reason none has (full scan)", store.errors(&none)).await?;
+    time("erase one session (20 events)", store.erase_session("session-124")).await?;
+    let counted = time("stats rebuild (every row)", store.rebuild_rollups(&|_, _| {})).await?;
+    println!("{:<40} {counted:>9} rows", "  recounted");
+    let start = Instant::now();
+    let removed = the_eye::lifecycle::expire(
+        store.as_ref(),
+        &the_eye::config::Retention { events: Some(Duration::seconds(1)), ..Default::default() },
+        now + Duration::days(1),
+        std::time::Duration::ZERO,
+    )
+    .await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{:<40} {:>9.1} ms ({} events, {:.0} events/s)",
+        "retention: delete every event",
+        secs * 1000.0,
+        removed.events,
+        removed.events as f64 / secs
+    );
     Ok(())
 }
 

@@ -98,10 +98,7 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
 
 /// The largest rowid of `table`, 0 when empty.
 async fn last_rowid(tx: &mut sqlx::SqliteConnection, table: &str) -> Result<i64, StoreError> {
-    sqlx::query_scalar(&format!("SELECT coalesce(max(id), 0) FROM {table}"))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)
+    sqlx::query_scalar(&format!("SELECT coalesce(max(id), 0) FROM {table}")).fetch_one(&mut *tx).await.map_err(classify)
 }
 
 const EVENT_COLUMNS: &str = "id, event_id, session_id, category, name, data, occurred_at, received_at, application";

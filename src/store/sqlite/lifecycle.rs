@@ -61,7 +61,8 @@ impl Lifecycle for SqliteStore {
             return Err(StoreError::Setup(format!("{} exists already; give a new file name", path.display())));
         }
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| StoreError::Setup(format!("{} is not a file name", path.display())))?;
+        let name =
+            path.file_name().ok_or_else(|| StoreError::Setup(format!("{} is not a file name", path.display())))?;
         // Written beside the target and renamed into place: a failed backup
         // leaves nothing under the final name.
         let partial = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));

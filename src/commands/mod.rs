@@ -1,4 +1,10 @@
-//! What each subcommand does, so that `main` only parses arguments.
+//! What each subcommand does, so that `main` only parses arguments; the
+//! commands about the data's life (export, upkeep, erasure, backup, import,
+//! rollup rebuilds) are in `data`.
+
+mod data;
+
+pub use data::{backup, erase, export, import_django, rebuild_stats, upkeep};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -119,11 +125,16 @@ pub async fn rotate_app(settings: Settings, name: &str) -> anyhow::Result<()> {
 
 /// Writes a command-line change to the audit log, as the admin panel does for
 /// its own: the user is `cli` (with the operating-system user when known).
-async fn audit(store: &dyn store::Store, action: &str, object: &str, detail: String) {
-    let who = match std::env::var("USER") {
+/// Who runs the command, as the audit log names them: `cli:$USER`.
+fn cli_actor() -> String {
+    match std::env::var("USER") {
         Ok(user) if !user.is_empty() => format!("cli:{user}"),
         _ => "cli".to_string(),
-    };
+    }
+}
+
+async fn audit(store: &dyn store::Store, action: &str, object: &str, detail: String) {
+    let who = cli_actor();
     let entry = store::AdminAction {
         at: chrono::Utc::now(),
         username: who,
