@@ -121,7 +121,8 @@ impl App {
         let mut workers = tasks::spawn_workers(&self.worker, settings.worker.workers, &stop_workers);
         if settings.worker.workers > 0 {
             let store = self.state.store.clone();
-            workers.push(tasks::spawn_upkeep(store, settings.store.retention, &stop_workers));
+            let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
+            workers.push(tasks::spawn_upkeep(store, retention, every, &stop_workers));
         }
 
         let draining = self.state.draining.clone();
@@ -152,7 +153,8 @@ impl App {
         let settings = self.state.settings.clone();
         let stop = CancellationToken::new();
         let mut workers = tasks::spawn_workers(&self.worker, settings.worker.workers.max(1), &stop);
-        workers.push(tasks::spawn_upkeep(self.state.store.clone(), settings.store.retention, &stop));
+        let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
+        workers.push(tasks::spawn_upkeep(self.state.store.clone(), retention, every, &stop));
         let health = match settings.worker.health_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await?;

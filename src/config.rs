@@ -136,6 +136,8 @@ pub struct StoreSettings {
     pub database: DatabaseUrl,
     /// How long data is kept (applied by the workers' upkeep).
     pub retention: Retention,
+    /// How often the workers' upkeep runs.
+    pub upkeep_interval: Duration,
 }
 
 /// How long each kind of data is kept; `None` keeps it forever.
@@ -236,6 +238,7 @@ pub struct RawSettings {
     pub retention_days: u32,
     pub error_retention_days: u32,
     pub rollup_retention_days: u32,
+    pub upkeep_interval_secs: u64,
     pub log_format: LogFormat,
     pub metrics_public: bool,
     pub demo: bool,
@@ -282,6 +285,7 @@ impl Default for RawSettings {
             retention_days: 0,
             error_retention_days: 0,
             rollup_retention_days: 0,
+            upkeep_interval_secs: 60,
             log_format: LogFormat::Text,
             metrics_public: false,
             demo: true,
@@ -421,6 +425,7 @@ impl RawSettings {
             ("max_connections", self.max_connections as u64),
             ("max_uri_bytes", self.max_uri_bytes as u64),
             ("max_header_bytes", self.max_header_bytes as u64),
+            ("upkeep_interval_secs", self.upkeep_interval_secs),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(bad(key, "must be greater than 0".into()));
@@ -493,7 +498,12 @@ impl RawSettings {
                 catalog_refresh: secs(self.catalog_refresh_secs),
                 health_listen: self.worker_health_listen,
             },
-            store: StoreSettings { data_dir: self.data_dir, database, retention },
+            store: StoreSettings {
+                data_dir: self.data_dir,
+                database,
+                retention,
+                upkeep_interval: secs(self.upkeep_interval_secs),
+            },
             log_format: self.log_format,
             demo: self.demo,
         })

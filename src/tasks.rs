@@ -18,9 +18,6 @@ use crate::config::Retention;
 use crate::store::Store;
 use crate::worker::Worker;
 
-/// How often the upkeep runs: partitions, merging rollup deltas, retention.
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(60);
-
 /// Pause before a task that panicked is started again: long enough that a
 /// task panicking at once cannot spin, short enough to go unnoticed.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
@@ -39,10 +36,16 @@ pub fn spawn_workers(worker: &Worker, count: usize, stop: &CancellationToken) ->
         .collect()
 }
 
-/// Starts the upkeep of the store beside the workers: every [`UPKEEP_EVERY`],
-/// [`crate::lifecycle::upkeep`], restarted if it panics, until `stop` (which
-/// abandons a step in hand: its transaction rolls back).
-pub fn spawn_upkeep(store: Arc<dyn Store>, retention: Retention, stop: &CancellationToken) -> JoinHandle<()> {
+/// Starts the upkeep of the store beside the workers: at once, then every
+/// `every` (`upkeep_interval_secs`), [`crate::lifecycle::upkeep`] (partitions,
+/// merging rollup deltas, retention), restarted if it panics, until `stop`
+/// (which abandons a step in hand: its transaction rolls back).
+pub fn spawn_upkeep(
+    store: Arc<dyn Store>,
+    retention: Retention,
+    every: Duration,
+    stop: &CancellationToken,
+) -> JoinHandle<()> {
     let stop = stop.clone();
     tokio::spawn(supervise(
         "upkeep".into(),
@@ -56,12 +59,12 @@ pub fn spawn_upkeep(store: Arc<dyn Store>, retention: Retention, stop: &Cancella
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         done = run => if let Err(e) = done {
-                            tracing::error!(error = %e, "store upkeep failed; will try again in a minute");
+                            tracing::error!(error = %e, "store upkeep failed; will try again at the next interval");
                         },
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(UPKEEP_EVERY) => {}
+                        _ = tokio::time::sleep(every) => {}
                     }
                 }
             }

@@ -91,6 +91,11 @@ pub struct StatsOut {
     series: Vec<StatsSeries>,
 }
 
+/// A bucket boundary as RFC 3339, to the second.
+fn at_second(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 fn floor_to(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
     let s = t.timestamp();
     DateTime::from_timestamp(s - s.rem_euclid(secs), 0).unwrap_or(t)
@@ -182,7 +187,7 @@ pub async fn stats(
     let mut series: Vec<StatsSeries> = Vec::new();
     for row in rows {
         let key: BTreeMap<String, String> = names.iter().map(|n| n.to_string()).zip(row.key).collect();
-        let point = StatsPoint { bucket: Timestamp::from(row.bucket).to_string(), count: row.count };
+        let point = StatsPoint { bucket: at_second(row.bucket), count: row.count };
         match series.iter_mut().find(|s| s.key == key) {
             Some(s) => {
                 s.total += row.count;
@@ -198,8 +203,8 @@ pub async fn stats(
             StatsKind::Errors => "errors".into(),
         },
         bucket: bucket_name.into(),
-        from: Timestamp::from(from).to_string(),
-        to: Timestamp::from(to).to_string(),
+        from: at_second(from),
+        to: at_second(to),
         group_by: p.group_by,
         total: series.iter().map(|s| s.total).sum(),
         series,

@@ -77,6 +77,7 @@ const GET_PAGES: &[&str] = &[
     "/admin/password/",
     "/admin/log/",
     "/admin/sessions/s1/",
+    "/admin/sessions/s1/erase/",
 ];
 
 const POST_PATHS: &[&str] = &[
@@ -96,6 +97,7 @@ const POST_PATHS: &[&str] = &[
     "/admin/applications/shop/rotate/",
     "/admin/applications/shop/revoke/",
     "/admin/applications/shop/activate/",
+    "/admin/sessions/s1/erase/",
 ];
 
 async fn with_shop(app: &TestApp) {
@@ -200,6 +202,35 @@ async fn events_are_searched_and_deleted_after_confirmation() {
     assert_eq!(app.events().await.len(), 1);
     let (_, log) = admin.get(&app, "/admin/log/").await;
     assert!(log.contains("delete event") && log.contains(&ids[0]));
+}
+
+#[tokio::test]
+async fn a_session_is_erased_after_confirmation_and_the_log_keeps_no_id() {
+    let (app, client) = app_with_user().await;
+    let mut bad = pageview("visitor 7/ä", 3);
+    bad["category"] = json!("nope");
+    app.accept(&json!([pageview("visitor 7/ä", 1), pageview("visitor 7/ä", 2), bad, pageview("s2", 4)])).await;
+    app.process().await;
+    let admin = Admin::new(&app, client).await;
+    let page = "/admin/sessions/visitor%207%2F%C3%A4/";
+    let (_, html) = admin.get(&app, page).await;
+    assert!(html.contains("/admin/sessions/visitor%207%2F%C3%A4/erase/"), "the button names the whole id");
+    let (status, confirm) = admin.get(&app, &format!("{page}erase/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Erase this session?") && confirm.contains("Backups taken before now"));
+    assert_eq!(app.events().await.len(), 3, "asking erases nothing");
+    let r = admin.post(&app, &format!("{page}erase/"), &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(to, format!("{page}?erased=2,1"));
+    let (_, after) = admin.get(&app, &to).await;
+    assert!(after.contains("Erased 2 events and 1 event errors of this session."), "{after}");
+    assert!(after.contains("No events in this session."));
+    assert_eq!(app.events().await.len(), 1);
+    assert!(app.errors().await.is_empty());
+    let (_, log) = admin.get(&app, "/admin/log/").await;
+    assert!(log.contains("erase session") && log.contains("2 events and 1 event errors erased"));
+    assert!(!log.contains("visitor 7"), "the log holds a digest, not the id");
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod client;
 mod collector;
 mod container;
 mod crash;
+mod data;
 mod faults;
 mod procs;
 mod queue_contract;
