@@ -70,12 +70,14 @@ pub async fn expire(
 /// retention. Logs what it removed; returns it.
 pub async fn upkeep(store: &dyn Store, retention: &Retention, now: DateTime<Utc>) -> Result<Removed, StoreError> {
     store.maintain().await?;
+    let started = std::time::Instant::now();
     let removed = expire(store, retention, now, EXPIRE_PAUSE).await?;
     if removed != Removed::default() {
         tracing::info!(
             events = removed.events,
             errors = removed.errors,
             rollup_rows = removed.rollup_rows,
+            secs = started.elapsed().as_secs_f64(),
             "retention removed old data"
         );
     }

@@ -7,6 +7,7 @@
 //! categories, and `EVENTS / 100` errors, through `Store::write`.
 //!
 //! `cargo run --release -p the-eye-bench --bin adminbench`
+//! `KEEP_DB=/tmp/eye.db …` keeps a copy of the filled SQLite store (for `bench/lifecycle.sh`).
 //! `EVENTS=1000000 PG_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p the-eye-bench --bin adminbench`
 
 use std::sync::Arc;
@@ -66,7 +67,7 @@ async fn time<T>(what: &str, f: impl std::future::Future<Output = Result<T, stor
     Ok(out)
 }
 
-async fn measure(store: Arc<dyn Store>) -> anyhow::Result<()> {
+async fn measure(store: Arc<dyn Store>, keep: Option<String>) -> anyhow::Result<()> {
     let now = Utc::now();
     for (name, secs, buckets) in [("hour", 300, 12), ("day", 3600, 24), ("week", 6 * 3600, 28)] {
         let end = now.timestamp() - now.timestamp().rem_euclid(secs) + secs;
@@ -120,6 +121,10 @@ async fn measure(store: Arc<dyn Store>) -> anyhow::Result<()> {
     time("erase one session (20 events)", store.erase_session("session-124")).await?;
     let counted = time("stats rebuild (every row)", store.rebuild_rollups(&|_, _| {})).await?;
     println!("{:<40} {counted:>9} rows", "  recounted");
+    if let Some(path) = keep {
+        time("backup (VACUUM INTO)", store.backup(std::path::Path::new(&path))).await?;
+        println!("{:<40} {path}", "  kept a copy of the store in");
+    }
     let start = Instant::now();
     let removed = the_eye::lifecycle::expire(
         store.as_ref(),
@@ -148,13 +153,13 @@ async fn main() -> anyhow::Result<()> {
     sqlite.migrate().await?;
     println!("== SQLite");
     fill(sqlite.as_ref(), events).await?;
-    measure(sqlite).await?;
+    measure(sqlite, std::env::var("KEEP_DB").ok()).await?;
     if let Ok(url) = std::env::var("PG_URL") {
         let pg = store::open(&url).await?;
         pg.migrate().await?;
         println!("== PostgreSQL ({url}; the events table must be empty for fair numbers)");
         fill(pg.as_ref(), events).await?;
-        measure(pg).await?;
+        measure(pg, None).await?;
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())
