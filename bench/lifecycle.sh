@@ -109,7 +109,7 @@ removed=$(field "$line" "fields['events']")
 took=$(field "$line" "round(fields['secs'], 1)")
 printf 'with retention:     ack p50 %6s µs  p99 %6s µs  max %6s µs\n' \
     "$(field "$during" "latency_us['p50']")" "$(field "$during" "latency_us['p99']")" "$(field "$during" "latency_us['max']")"
-printf 'retention deleted %d events in %s s = %.0f events/s (in steps of 2,000 with 20 ms between)\n' \
+printf 'retention deleted %d events in %s s = %.0f events/s (in steps of 2,000; between steps a pause as long as the step, at least 20 ms)\n' \
     "$removed" "$took" "$(echo "$removed / $took" | bc -l)"
 
 if [ -n "${PG_URL:-}" ]; then

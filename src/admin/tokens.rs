@@ -48,6 +48,7 @@ async fn list(admin: Admin, Query(p): Query<ListParams>) -> AdminResult {
                 created_short => short(t.created_at),
                 last_used_at => t.last_used_at.map(|at| Timestamp::from(at).to_string()),
                 last_used_short => t.last_used_at.map(short),
+                can_erase => t.can_erase,
                 revoke_url => revoke_url(&t.name),
             }
         })

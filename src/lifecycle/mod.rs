@@ -17,7 +17,9 @@ use crate::store::{AdminAction, Erased, Expired, Store, StoreError, ROLLUP_SECS}
 /// about 20 ms for 2,000 events, so a worker's write waits at most that long.
 pub const EXPIRE_BATCH: usize = 2_000;
 
-/// Pause between retention steps, in which the workers' writes go first.
+/// The shortest pause between retention steps, in which the workers' writes
+/// go first. A step that took longer is followed by a pause as long as it
+/// took, so retention never has the store more than half of the time.
 pub const EXPIRE_PAUSE: Duration = Duration::from_millis(20);
 
 /// What one retention run removed.
@@ -38,8 +40,9 @@ fn cutoff(now: DateTime<Utc>, keep: chrono::Duration) -> DateTime<Utc> {
     DateTime::from_timestamp(at - at.rem_euclid(ROLLUP_SECS), 0).unwrap_or(now - keep)
 }
 
-/// Applies `retention` now, in steps of [`EXPIRE_BATCH`] rows with `pause`
-/// between them, until nothing older is left.
+/// Applies `retention` now, in steps of [`EXPIRE_BATCH`] rows with at least
+/// `pause` between them (none when zero, as `the-eye upkeep` runs), until
+/// nothing older is left.
 pub async fn expire(
     store: &dyn Store,
     retention: &Retention,
@@ -55,12 +58,15 @@ pub async fn expire(
         let Some(keep) = keep else { continue };
         let cutoff = cutoff(now, keep);
         loop {
+            let started = std::time::Instant::now();
             let n = store.expire(what, cutoff, EXPIRE_BATCH).await?;
             *out += n;
             if n < EXPIRE_BATCH as u64 {
                 break;
             }
-            tokio::time::sleep(pause).await;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause.max(started.elapsed())).await;
+            }
         }
     }
     Ok(removed)

@@ -26,6 +26,30 @@
 //! differ in type), and the dashboard's bucketed counts (integer arithmetic
 //! against `date_bin`).
 
+/// `erase_in`, the transaction behind `Lifecycle::erase_session`, for a
+/// backend from its write pool.
+macro_rules! impl_erase {
+    ($store:ty, write: $w:ident) => {
+        impl $store {
+            /// Deletes a session's events and event errors in one transaction.
+            pub(super) async fn erase_in(&self, session_id: &str) -> Result<$crate::store::Erased, StoreError> {
+                let session_id = text(session_id);
+                let mut tx = self.$w.begin().await.map_err(classify)?;
+                let mut erased = $crate::store::Erased::default();
+                for (sql, out) in [
+                    ("DELETE FROM events WHERE session_id = $1", &mut erased.events),
+                    ("DELETE FROM event_errors WHERE session_id = $1", &mut erased.errors),
+                ] {
+                    *out =
+                        sqlx::query(sql).bind(&session_id).execute(&mut *tx).await.map_err(classify)?.rows_affected();
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok(erased)
+            }
+        }
+    };
+}
+
 /// `impl Access` for a backend, from its write and read pools.
 macro_rules! impl_access {
     ($store:ty, write: $w:ident, read: $r:ident, json_in: $json_in:literal, json_out: $json_out:literal) => {

@@ -100,7 +100,25 @@ async fn events_are_filtered_by_session_and_a_session_read_as_a_timeline() {
     }
     assert_eq!(paths.len(), 3);
     assert!(paths[0].contains("/page/0") && paths[1].contains("/page/3") && paths[2].contains("/page/6"), "{paths:?}");
+    b.client.set_window_size(1400, 900).await.unwrap();
     b.screenshot("session").await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.screenshot("session-phone").await;
+
+    // Erasing the session: a confirmation first, then the timeline says what went.
+    b.client.find(Locator::LinkText("Erase this session…")).await.unwrap().click().await.unwrap();
+    b.wait_path("/admin/sessions/alpha/erase/").await;
+    b.screenshot("session-erase-phone").await;
+    b.client.set_window_size(1400, 900).await.unwrap();
+    b.screenshot("session-erase").await;
+    b.client.find(Locator::Css("button.danger")).await.unwrap().click().await.unwrap();
+    let page = b.wait_until("the erased session", |p| p.contains("erased=3,1")).await;
+    assert!(page.contains("erased=3,1"), "{page}");
+    let notice = b.text(".notice").await;
+    assert_eq!(notice, "Erased 3 events and 1 event errors of this session.");
+    assert_eq!(b.text(".timeline li").await, "No events in this session.");
+    b.screenshot("session-erased").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
     b.close().await;
 }
 

@@ -68,6 +68,10 @@ async fn time<T>(what: &str, f: impl std::future::Future<Output = Result<T, stor
 }
 
 async fn measure(store: Arc<dyn Store>, keep: Option<String>) -> anyhow::Result<()> {
+    // What the workers' upkeep does within a minute: on PostgreSQL, merge the
+    // rollups' delta rows (a batch of events spread over the week leaves one
+    // per bucket it touched).
+    time("upkeep (merge rollup deltas)", store.maintain()).await?;
     let now = Utc::now();
     for (name, secs, buckets) in [("hour", 300, 12), ("day", 3600, 24), ("week", 6 * 3600, 28)] {
         let end = now.timestamp() - now.timestamp().rem_euclid(secs) + secs;

@@ -180,3 +180,4 @@ impl Store for SqliteStore {
 
 impl_access!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
 impl_curation!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
+impl_erase!(SqliteStore, write: writer);
