@@ -118,7 +118,7 @@ async fn stats_exports_and_erasure_through_the_api(change: impl FnOnce(&mut RawS
     assert_eq!(stats["total"], 2, "the counts follow: {stats}");
     let log = app.state.store.actions(None, 10).await.unwrap();
     // Newest first: the first erasure is the last entry.
-    let entry = log.iter().filter(|a| a.action == "erase session").last().expect("audited");
+    let entry = log.iter().rfind(|a| a.action == "erase session").expect("audited");
     assert_eq!(entry.username, "token:dpo");
     assert_eq!(entry.object, the_eye::lifecycle::session_digest("s1"));
     assert!(!format!("{entry:?}").contains("\"s1\""), "the log keeps no session id: {entry:?}");
