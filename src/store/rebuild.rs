@@ -33,12 +33,29 @@ pub(crate) async fn rebuild(store: &dyn Recount, progress: Progress<'_>) -> Resu
         let mut next = store.first_at_or_after(kind, None).await?;
         while let Some(at) = next {
             let day = at.div_euclid(DAY_MICROS) * DAY_MICROS;
-            done += store.recount(kind, day, day + DAY_MICROS).await?;
+            done += recount_day(store, kind, day).await?;
             progress(done, total.max(done));
             next = store.first_at_or_after(kind, Some(day + DAY_MICROS)).await?;
         }
     }
     Ok(done)
+}
+
+/// Recounts one day; a transient failure (PostgreSQL's serialization
+/// failure when a merge committed under the day's snapshot, say) is retried
+/// a few times, since the day's transaction changed nothing.
+async fn recount_day(store: &dyn Recount, kind: StatsKind, day: i64) -> Result<u64, StoreError> {
+    let mut tries = 0;
+    loop {
+        match store.recount(kind, day, day + DAY_MICROS).await {
+            Err(StoreError::Unavailable(e)) if tries < 3 => {
+                tries += 1;
+                tracing::warn!(error = %e, "recounting a day failed; trying it again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * tries)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// A time from µs, for backends that keep `timestamptz`.
