@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::domain::Timestamp;
 use crate::lifecycle::export::{self, ExportFilters};
 use crate::paging::time_param;
-use crate::store::{StatsGroup, StatsKind, StatsQuery, TokenGrant};
+use crate::store::{floor_to, StatsGroup, StatsKind, StatsQuery, TokenGrant};
 
 /// The most buckets one statistics answer may span.
 const MAX_BUCKETS: i64 = 10_000;
@@ -94,11 +94,6 @@ pub struct StatsOut {
 /// A bucket boundary as RFC 3339, to the second.
 fn at_second(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn floor_to(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
-    let s = t.timestamp();
-    DateTime::from_timestamp(s - s.rem_euclid(secs), 0).unwrap_or(t)
 }
 
 fn param_time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {

@@ -23,6 +23,14 @@ fn bar(unit: &str) -> ProgressBar {
     bar
 }
 
+/// A progress callback `(done, total)` that moves `bar`.
+fn follow(bar: &ProgressBar) -> impl Fn(u64, u64) + Send + Sync + '_ {
+    |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+}
+
 /// `the-eye export --out FILE [filters]`: writes the export to FILE through a
 /// temporary file beside it, renamed into place only once complete, so a
 /// failed export never leaves a partial file under the final name.
@@ -113,11 +121,7 @@ pub async fn backup(settings: Settings, file: &Path) -> anyhow::Result<()> {
 pub async fn import_django(settings: Settings, from: &str) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let progress = bar("rows");
-    let report = import::import_django(from, store.as_ref(), &settings.rules, &|done, total| {
-        progress.set_length(total);
-        progress.set_position(done);
-    })
-    .await?;
+    let report = import::import_django(from, store.as_ref(), &settings.rules, &follow(&progress)).await?;
     progress.finish_and_clear();
     audit(
         store.as_ref(),
@@ -145,12 +149,7 @@ pub async fn import_django(settings: Settings, from: &str) -> anyhow::Result<()>
 pub async fn rebuild_stats(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let progress = bar("rows");
-    let counted = store
-        .rebuild_rollups(&|done, total| {
-            progress.set_length(total);
-            progress.set_position(done);
-        })
-        .await?;
+    let counted = store.rebuild_rollups(&follow(&progress)).await?;
     progress.finish_and_clear();
     eprintln!("recounted {counted} events and event errors into the rollups");
     Ok(())

@@ -15,10 +15,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::domain::{Reason, Timestamp};
-use crate::store::{
-    ErrorQuery, EventQuery, EventReader, Order, StatsGroup, StatsKind, StatsQuery, StoreError, StoredError,
-    StoredEvent, ROLLUP_SECS,
-};
+use crate::store::{ErrorQuery, EventQuery, EventReader, Order, StatsKind, StoreError, StoredError, StoredEvent};
 
 /// Rows read per page.
 pub const PAGE: usize = 1_000;
@@ -329,22 +326,9 @@ pub async fn estimate(reader: &dyn EventReader, selection: &Selection) -> Option
         }
         _ => return None,
     };
-    let aligned = |t: Option<Timestamp>, default: i64| {
-        let s = t.map(|t| t.micros().div_euclid(1_000_000)).unwrap_or(default);
-        chrono::DateTime::from_timestamp(s - s.rem_euclid(ROLLUP_SECS), 0)
-    };
-    let query = StatsQuery {
-        kind,
-        from: aligned(from, 0)?,
-        to: aligned(to, 32_503_680_000)? + chrono::Duration::seconds(ROLLUP_SECS),
-        bucket_secs: 1_000_000 * ROLLUP_SECS,
-        group: StatsGroup::None,
-        category,
-        name,
-        application: None,
-    };
-    let rows = reader.stats(&query).await.ok()?;
-    Some(rows.iter().map(|r| r.count.max(0) as u64).sum())
+    let range = (from.map(Timestamp::as_datetime), to.map(Timestamp::as_datetime));
+    let n = super::counted(reader, kind, range, category, name).await.ok()?;
+    Some(n.max(0) as u64)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::domain::{self, Catalog, Reason, Rules, Timestamp, ValidEvent};
-use crate::store::{Category, NewEvent, NewEventError, StatsGroup, StatsKind, StatsQuery, Store, WriteBatch};
+use crate::store::{Category, NewEvent, NewEventError, StatsKind, Store, WriteBatch};
 
 /// The application of imported events that pass today's rules.
 pub const IMPORTED: &str = "django";
@@ -67,17 +67,7 @@ fn source(e: sqlx::Error) -> ImportError {
 
 /// How many events and errors the store holds (from the rollups).
 async fn stored(store: &dyn Store, kind: StatsKind) -> Result<i64, ImportError> {
-    let query = StatsQuery {
-        kind,
-        from: DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or_default(),
-        to: DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default(),
-        bucket_secs: 300 * 1_000_000_000,
-        group: StatsGroup::None,
-        category: None,
-        name: None,
-        application: None,
-    };
-    Ok(store.stats(&query).await?.iter().map(|r| r.count).sum())
+    Ok(super::counted(store, kind, (None, None), None, None).await?)
 }
 
 /// An event error's id: its time, then a digest of the source row.

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::config::Retention;
-use crate::store::{AdminAction, Erased, Expired, Store, StoreError, ROLLUP_SECS};
+use crate::store::{
+    floor_to, AdminAction, Erased, EventReader, Expired, StatsGroup, StatsKind, StatsQuery, Store, StoreError,
+    ROLLUP_SECS,
+};
 
 /// Rows one retention step deletes, in one transaction. Measured on SQLite:
 /// about 20 ms for 2,000 events, so a worker's write waits at most that long.
@@ -36,8 +39,34 @@ pub struct Removed {
 /// The cutoff for data kept for `keep`: whole rollup buckets, so that what
 /// retention leaves of a bucket is all of it.
 fn cutoff(now: DateTime<Utc>, keep: chrono::Duration) -> DateTime<Utc> {
-    let at = (now - keep).timestamp();
-    DateTime::from_timestamp(at - at.rem_euclid(ROLLUP_SECS), 0).unwrap_or(now - keep)
+    floor_to(now - keep, ROLLUP_SECS)
+}
+
+/// How many rows of `kind` the rollups count from `from` to `to` (rounded
+/// out to whole buckets; unbounded means from year 1 to year 9999), with
+/// these filters: one bucket spanning the range, summed.
+pub async fn counted(
+    reader: &dyn EventReader,
+    kind: StatsKind,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    category: Option<String>,
+    name: Option<String>,
+) -> Result<i64, StoreError> {
+    let earliest = DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or_default();
+    let latest = DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default();
+    let from = floor_to(from.unwrap_or(earliest), ROLLUP_SECS);
+    let to = floor_to(to.unwrap_or(latest), ROLLUP_SECS) + chrono::Duration::seconds(ROLLUP_SECS);
+    let query = StatsQuery {
+        kind,
+        from,
+        to,
+        bucket_secs: (to - from).num_seconds(),
+        group: StatsGroup::None,
+        category,
+        name,
+        application: None,
+    };
+    Ok(reader.stats(&query).await?.iter().map(|r| r.count).sum())
 }
 
 /// Applies `retention` now, in steps of [`EXPIRE_BATCH`] rows with at least

@@ -367,6 +367,18 @@ pub struct StatsRow {
 /// The width of the rollups' buckets, in seconds.
 pub const ROLLUP_SECS: i64 = 300;
 
+/// The start of the `secs`-wide bucket (counted from the epoch, UTC) that `t` falls in.
+pub fn floor_to(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+    let s = t.timestamp();
+    DateTime::from_timestamp(s - s.rem_euclid(secs), 0).unwrap_or(t)
+}
+
+/// A time from microseconds since the epoch, as SQLite keeps times and
+/// cursors and rebuilds carry them.
+pub(crate) fn time_from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Unavailable(format!("bad time {micros}")))
+}
+
 impl StatsQuery {
     /// The rollup table this query reads and the columns of its group key;
     /// `Rejected` for a grouping the kind has not (events have no reason,

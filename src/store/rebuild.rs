@@ -5,7 +5,6 @@
 //! the recount (and in it) or after (by their own write).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use super::{Progress, StatsKind, StoreError};
 
@@ -56,9 +55,4 @@ async fn recount_day(store: &dyn Recount, kind: StatsKind, day: i64) -> Result<u
             done => return done,
         }
     }
-}
-
-/// A time from µs, for backends that keep `timestamptz`.
-pub(crate) fn at(micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Unavailable(format!("bad time {micros}")))
 }

@@ -6,10 +6,6 @@ use crate::store::{EventReader, EventSink};
 const EVENT_COLUMNS: &str =
     "id, event_id, session_id, category, name, data::text AS data, occurred_at, received_at, application";
 
-fn micros_to_time(micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Unavailable(format!("bad time {micros}")))
-}
-
 /// Inserts a batch inside a transaction of the caller's.
 pub(super) async fn write_in(tx: &mut sqlx::PgConnection, batch: &WriteBatch) -> Result<(), StoreError> {
     if !batch.events.is_empty() {
@@ -198,7 +194,7 @@ impl EventReader for PostgresStore {
         };
         if let Some(c) = q.after {
             qb.push(format!(" AND (occurred_at, id) {cmp} ("))
-                .push_bind(micros_to_time(c.timestamp_micros)?)
+                .push_bind(crate::store::time_from_micros(c.timestamp_micros)?)
                 .push(", ")
                 .push_bind(c.row_id)
                 .push(")");

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::*;
-use crate::store::rebuild::{self, at, Recount};
+use crate::store::rebuild::{self, Recount};
+use crate::store::time_from_micros as at;
 use crate::store::{Erased, Expired, Lifecycle, Progress, StatsKind};
 
 /// The advisory lock that lets one process at a time merge or rebuild rollups.

@@ -15,6 +15,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
+use crate::store::time_from_micros as time;
 use crate::store::{
     ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, StatsQuery, StatsRow, Store, StoreError, StoredError,
     StoredEvent, WriteBatch,
@@ -61,10 +62,6 @@ fn classify(e: sqlx::Error) -> StoreError {
 
 fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
-}
-
-fn time(micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Unavailable(format!("bad time {micros}")))
 }
 
 fn uuid(bytes: &[u8]) -> Result<Uuid, StoreError> {
