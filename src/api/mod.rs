@@ -165,6 +165,7 @@ async fn list_events(
         session_id: p.session_id,
         category: p.category,
         name: p.name,
+        application: None,
         from: time_param("from", p.from.as_deref())?,
         to: time_param("to", p.to.as_deref())?,
         order,

@@ -42,16 +42,27 @@ fn cutoff(now: DateTime<Utc>, keep: chrono::Duration) -> DateTime<Utc> {
     floor_to(now - keep, ROLLUP_SECS)
 }
 
-/// How many rows of `kind` the rollups count from `from` to `to` (rounded
-/// out to whole buckets; unbounded means from year 1 to year 9999), with
-/// these filters: one bucket spanning the range, summed.
-pub async fn counted(
+/// Filters of a [`tally`]: each narrows the rows counted.
+#[derive(Clone, Debug, Default)]
+pub struct TallyFilter {
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this event name.
+    pub name: Option<String>,
+    /// Only this application.
+    pub application: Option<String>,
+}
+
+/// What the rollups count of `kind` from `from` to `to` (rounded out to whole
+/// buckets; unbounded means from year 1 to year 9999), grouped by `group`:
+/// one bucket spanning the range, so one row per key.
+pub async fn tally(
     reader: &dyn EventReader,
     kind: StatsKind,
+    group: StatsGroup,
     (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
-    category: Option<String>,
-    name: Option<String>,
-) -> Result<i64, StoreError> {
+    filter: TallyFilter,
+) -> Result<Vec<(Vec<String>, i64)>, StoreError> {
     let earliest = DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or_default();
     let latest = DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default();
     let from = floor_to(from.unwrap_or(earliest), ROLLUP_SECS);
@@ -61,12 +72,25 @@ pub async fn counted(
         from,
         to,
         bucket_secs: (to - from).num_seconds(),
-        group: StatsGroup::None,
-        category,
-        name,
-        application: None,
+        group,
+        category: filter.category,
+        name: filter.name,
+        application: filter.application,
     };
-    Ok(reader.stats(&query).await?.iter().map(|r| r.count).sum())
+    Ok(reader.stats(&query).await?.into_iter().map(|r| (r.key, r.count)).collect())
+}
+
+/// How many rows of `kind` the rollups count from `from` to `to`, with these
+/// filters (see [`tally`]).
+pub async fn counted(
+    reader: &dyn EventReader,
+    kind: StatsKind,
+    range: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    category: Option<String>,
+    name: Option<String>,
+) -> Result<i64, StoreError> {
+    let filter = TallyFilter { category, name, application: None };
+    Ok(tally(reader, kind, StatsGroup::None, range, filter).await?.iter().map(|(_, n)| n).sum())
 }
 
 /// Applies `retention` now, in steps of [`EXPIRE_BATCH`] rows with at least

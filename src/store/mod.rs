@@ -141,6 +141,7 @@ impl NewEventError {
 struct Probe {
     category: Option<serde_json::Value>,
     session_id: Option<serde_json::Value>,
+    name: Option<serde_json::Value>,
 }
 
 fn probe(raw: &str) -> Option<Probe> {
@@ -155,6 +156,11 @@ pub fn category_of(raw: &str) -> Option<String> {
 /// The `session_id` string of a raw payload, if any.
 pub fn session_of(raw: &str) -> Option<String> {
     probe(raw)?.session_id?.as_str().map(str::to_string)
+}
+
+/// The `name` string of a raw payload, if any.
+pub fn name_of(raw: &str) -> Option<String> {
+    probe(raw)?.name?.as_str().map(str::to_string)
 }
 
 /// Sort direction of a listing.
@@ -185,6 +191,8 @@ pub struct EventQuery {
     pub category: Option<String>,
     /// Only this event name.
     pub name: Option<String>,
+    /// Only events sent with this application's key.
+    pub application: Option<String>,
     /// Events at or after this time.
     pub from: Option<Timestamp>,
     /// Events before this time.
@@ -220,6 +228,46 @@ pub struct ErrorQuery {
     pub limit: usize,
     /// Continue after this error id.
     pub after: Option<i64>,
+}
+
+/// Filters and page of the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct ActionQuery {
+    /// Only entries by this user.
+    pub username: Option<String>,
+    /// Only entries of this action, e.g. `replay`.
+    pub action: Option<String>,
+    /// Only entries about this object.
+    pub object: Option<String>,
+    /// `Desc`: newest first (by id); `Asc`: oldest first.
+    pub order: Order,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after this entry id.
+    pub after: Option<i64>,
+}
+
+/// An audit-log entry as stored, with its row id (the log's cursor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedAction {
+    /// Row id.
+    pub id: i64,
+    /// The entry.
+    pub entry: AdminAction,
+}
+
+/// A session as the admin's sessions list shows it: its matching events
+/// counted, and when the first and last of them occurred.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// The session id.
+    pub session_id: String,
+    /// How many of its events match the filters.
+    pub events: i64,
+    /// When the first of them occurred.
+    pub first: Timestamp,
+    /// When the last of them occurred.
+    pub last: Timestamp,
 }
 
 /// One page of a listing, and whether there is more.
@@ -477,6 +525,21 @@ pub trait EventReader: Send + Sync + std::fmt::Debug + 'static {
     /// Counts from the rollups (see [`StatsQuery`]), sorted by bucket then
     /// key; buckets with nothing to count are left out.
     async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsRow>, StoreError>;
+    /// How many events match the query's filters (its order, page and
+    /// cursor aside), counting no further than `cap + 1`: that means "more
+    /// than `cap`", so a count never costs more than reading `cap` rows.
+    async fn count_events(&self, query: &EventQuery, cap: u64) -> Result<u64, StoreError>;
+    /// The same for event errors.
+    async fn count_errors(&self, query: &ErrorQuery, cap: u64) -> Result<u64, StoreError>;
+    /// Up to `query.limit` events matching the query's filters that were
+    /// stored after row `after_row`, in the order they were stored: what a
+    /// live view shows next, whichever process stored them.
+    async fn events_stored_after(&self, after_row: i64, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The newest event row and event-error row (0 when there is none): where a live view starts.
+    async fn newest_rows(&self) -> Result<(i64, i64), StoreError>;
+    /// Up to `query.limit` sessions with events matching the query's filters,
+    /// the most recently active first, each with its matching events counted.
+    async fn sessions(&self, query: &EventQuery) -> Result<Vec<SessionSummary>, StoreError>;
 }
 
 /// Who may do what: applications (for ingest's trust checks), read-API
@@ -545,8 +608,13 @@ pub trait Curation: Send + Sync + std::fmt::Debug + 'static {
     async fn resolve_errors(&self, replays: &[Replay], username: &str) -> Result<u64, StoreError>;
     /// Appends to the audit log.
     async fn log_action(&self, action: &AdminAction) -> Result<(), StoreError>;
+    /// A page of the audit log.
+    async fn action_log(&self, query: &ActionQuery) -> Result<Page<LoggedAction, i64>, StoreError>;
     /// The newest audit-log entries, all or about one object.
-    async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<AdminAction>, StoreError>;
+    async fn actions(&self, object: Option<&str>, limit: usize) -> Result<Vec<AdminAction>, StoreError> {
+        let query = ActionQuery { object: object.map(str::to_string), limit, ..Default::default() };
+        Ok(self.action_log(&query).await?.items.into_iter().map(|a| a.entry).collect())
+    }
 }
 
 /// The life of the data after it is written: retention, erasure, rollup

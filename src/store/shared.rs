@@ -440,35 +440,48 @@ macro_rules! impl_curation {
                 Ok(())
             }
 
-            async fn actions(
+            async fn action_log(
                 &self,
-                object: Option<&str>,
-                limit: usize,
-            ) -> Result<Vec<$crate::store::AdminAction>, StoreError> {
-                let sql = match object {
-                    Some(_) => "SELECT at, username, action, object, detail FROM admin_log WHERE object = $2
-                                ORDER BY id DESC LIMIT $1",
-                    None => "SELECT at, username, action, object, detail FROM admin_log ORDER BY id DESC LIMIT $1",
-                };
-                let mut query = sqlx::query(sql).bind(limit as i64);
-                if let Some(o) = object {
-                    query = query.bind(text(o));
+                q: &$crate::store::ActionQuery,
+            ) -> Result<$crate::store::Page<$crate::store::LoggedAction, i64>, StoreError> {
+                let mut sql = String::from("SELECT id, at, username, action, object, detail FROM admin_log WHERE TRUE");
+                let filters = [("username", &q.username), ("action", &q.action), ("object", &q.object)];
+                let values: Vec<String> = filters.iter().filter_map(|(_, v)| v.as_deref().map(text)).collect();
+                for (n, (column, _)) in filters.iter().filter(|(_, v)| v.is_some()).enumerate() {
+                    sql.push_str(&format!(" AND {column} = ${}", n + 1));
                 }
-                query
+                let (cmp, dir) = match q.order {
+                    $crate::store::Order::Desc => ("<", "DESC"),
+                    $crate::store::Order::Asc => (">", "ASC"),
+                };
+                let next = values.len() + 1;
+                sql.push_str(&format!(" AND id {cmp} ${next} ORDER BY id {dir} LIMIT ${}", next + 1));
+                let mut query = sqlx::query(&sql);
+                for v in values {
+                    query = query.bind(v);
+                }
+                let start = if q.order == $crate::store::Order::Desc { i64::MAX } else { i64::MIN };
+                let rows = query
+                    .bind(q.after.unwrap_or(start))
+                    .bind(q.limit as i64 + 1)
                     .fetch_all(&self.$r)
                     .await
                     .map_err(classify)?
                     .iter()
                     .map(|r| {
-                        Ok($crate::store::AdminAction {
-                            at: read_time(r, "at")?,
-                            username: r.get("username"),
-                            action: r.get("action"),
-                            object: r.get("object"),
-                            detail: r.get("detail"),
+                        Ok($crate::store::LoggedAction {
+                            id: r.get("id"),
+                            entry: $crate::store::AdminAction {
+                                at: read_time(r, "at")?,
+                                username: r.get("username"),
+                                action: r.get("action"),
+                                object: r.get("object"),
+                                detail: r.get("detail"),
+                            },
                         })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok($crate::store::Page::from_rows(rows, q.limit, |a| a.id))
             }
         }
     };

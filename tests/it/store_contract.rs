@@ -584,6 +584,104 @@ pub async fn concurrent_writers_leave_one_outcome_per_event_id(h: &impl Harness)
     assert_eq!(store.events(&query(1000)).await.unwrap().items.len(), 200);
 }
 
+/// What the admin's lists ask of a reader beyond pages: counts that stop at
+/// a cap, the rows stored after a point (the live view), where that point is
+/// now, and sessions summed up.
+pub async fn counts_tails_and_sessions_answer_the_admin(h: &impl Harness) {
+    let store = h.open().await;
+    assert_eq!(store.newest_rows().await.unwrap(), (0, 0), "an empty store");
+    let mut first = WriteBatch::default();
+    for i in 0..5 {
+        first.events.push(event("alpha", i));
+    }
+    first.events.push(event("beta", 100));
+    first.errors.push(error());
+    store.write(&first).await.unwrap();
+    let (events_at, errors_at) = store.newest_rows().await.unwrap();
+    assert!(events_at > 0 && errors_at > 0);
+
+    let all = EventQuery { limit: 10, ..Default::default() };
+    assert_eq!(store.count_events(&all, 100).await.unwrap(), 6);
+    assert_eq!(store.count_events(&all, 3).await.unwrap(), 4, "more than the cap counts as cap + 1");
+    let alpha = EventQuery { session_id: Some("alpha".into()), ..all.clone() };
+    assert_eq!(store.count_events(&alpha, 100).await.unwrap(), 5);
+    let shop = EventQuery { application: Some("shop".into()), ..all.clone() };
+    assert_eq!(store.count_events(&shop, 100).await.unwrap(), 6);
+    let elsewhere = EventQuery { application: Some("elsewhere".into()), ..all.clone() };
+    assert_eq!(store.count_events(&elsewhere, 100).await.unwrap(), 0);
+    let invalid = ErrorQuery { reason: Some("invalid_json".into()), ..Default::default() };
+    assert_eq!(store.count_errors(&invalid, 100).await.unwrap(), 1);
+    let missing = ErrorQuery { reason: Some("schema".into()), ..Default::default() };
+    assert_eq!(store.count_errors(&missing, 100).await.unwrap(), 0);
+
+    // Nothing after the newest row; then what a later write stored, in order, filtered.
+    assert!(store.events_stored_after(events_at, &all).await.unwrap().is_empty());
+    let later = WriteBatch { events: vec![event("gamma", 1), event("alpha", 50)], ..Default::default() };
+    store.write(&later).await.unwrap();
+    let tail = store.events_stored_after(events_at, &all).await.unwrap();
+    let sessions: Vec<&str> = tail.iter().map(|e| e.session_id.as_str()).collect();
+    assert_eq!(sessions, ["gamma", "alpha"], "in the order stored, whatever their event times");
+    let tail = store.events_stored_after(events_at, &alpha).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert!(store.newest_rows().await.unwrap().0 >= tail[0].row_id);
+
+    // Sessions: the most recently active first, their matching events counted.
+    let found = store.sessions(&all).await.unwrap();
+    let summary: Vec<(&str, i64)> = found.iter().map(|s| (s.session_id.as_str(), s.events)).collect();
+    assert_eq!(summary, [("beta", 1), ("alpha", 6), ("gamma", 1)]);
+    let alpha_summary = &found[1];
+    assert_eq!(alpha_summary.first, Timestamp::from_micros(1_599_955_200_000_000).unwrap());
+    assert_eq!(alpha_summary.last, Timestamp::from_micros(1_599_955_200_000_000 + 50_000_000).unwrap());
+    assert_eq!(store.sessions(&EventQuery { limit: 1, ..all }).await.unwrap().len(), 1);
+}
+
+/// The audit log pages both ways and filters by who, what and on what.
+pub async fn the_audit_log_is_filtered_and_paged(h: &impl Harness) {
+    use the_eye::store::ActionQuery;
+    let store = h.open().await;
+    for i in 0..7 {
+        let action = AdminAction {
+            at: Utc::now(),
+            username: if i % 2 == 0 { "ada".into() } else { "cli:root".into() },
+            action: if i < 5 { "replay".into() } else { "delete event".into() },
+            object: format!("object-{i}"),
+            detail: String::new(),
+        };
+        store.log_action(&action).await.unwrap();
+    }
+    let page = |q: ActionQuery| {
+        let store = store.clone();
+        async move { store.action_log(&q).await.unwrap() }
+    };
+    let objects = |p: &the_eye::store::Page<the_eye::store::LoggedAction, i64>| -> Vec<String> {
+        p.items.iter().map(|a| a.entry.object.clone()).collect()
+    };
+    let first = page(ActionQuery { limit: 3, ..Default::default() }).await;
+    assert_eq!(objects(&first), ["object-6", "object-5", "object-4"], "newest first");
+    let second = page(ActionQuery { limit: 3, after: first.next, ..Default::default() }).await;
+    assert_eq!(objects(&second), ["object-3", "object-2", "object-1"]);
+    let back = page(ActionQuery {
+        limit: 3,
+        after: second.items.first().map(|a| a.id),
+        order: Order::Asc,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(objects(&back), ["object-4", "object-5", "object-6"], "the newer ones, oldest first");
+    let ada = page(ActionQuery {
+        limit: 10,
+        username: Some("ada".into()),
+        action: Some("replay".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(objects(&ada), ["object-4", "object-2", "object-0"]);
+    assert!(ada.next.is_none());
+    let one = page(ActionQuery { limit: 10, object: Some("object-5".into()), ..Default::default() }).await;
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].entry.action, "delete event");
+}
+
 /// One module per backend, and in it one per store role, each running that
 /// role's contract against the backend.
 macro_rules! store_contract {
@@ -642,6 +740,18 @@ macro_rules! store_contract {
                 async fn rollups_count_every_write_once() {
                     let Some(h) = $harness.await else { return };
                     super::super::rollups_count_every_write_once(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn counts_tails_and_sessions_answer_the_admin() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::counts_tails_and_sessions_answer_the_admin(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
+                async fn the_audit_log_is_filtered_and_paged() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::the_audit_log_is_filtered_and_paged(&h).await;
                     h.cleanup().await;
                 }
                 #[tokio::test]

@@ -165,29 +165,7 @@ impl EventSink for PostgresStore {
 impl EventReader for PostgresStore {
     async fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError> {
         let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE"));
-        if let Some(v) = &q.session_id {
-            qb.push(" AND session_id = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.category {
-            qb.push(" AND category = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.name {
-            qb.push(" AND name = ").push_bind(v.clone());
-        }
-        if let Some(v) = q.from {
-            qb.push(" AND occurred_at >= ").push_bind(v.as_datetime());
-        }
-        if let Some(v) = q.to {
-            qb.push(" AND occurred_at < ").push_bind(v.as_datetime());
-        }
-        if let Some(v) = &q.search {
-            let v = without_nul(v);
-            qb.push(" AND (session_id = ")
-                .push_bind(v.clone())
-                .push(" OR strpos(data::text, ")
-                .push_bind(v)
-                .push(") > 0)");
-        }
+        push_event_filters(&mut qb, q);
         let (cmp, dir) = match q.order {
             Order::Desc => ("<", "DESC"),
             Order::Asc => (">", "ASC"),
@@ -223,24 +201,7 @@ impl EventReader for PostgresStore {
                     edited_by
              FROM event_errors WHERE TRUE",
         );
-        if !q.ids.is_empty() {
-            qb.push(" AND id = ANY(").push_bind(q.ids.clone()).push(")");
-        }
-        if let Some(v) = &q.reason {
-            qb.push(" AND reasons @> ").push_bind(serde_json::json!([{ "code": without_nul(v) }])).push("::jsonb");
-        }
-        if let Some(v) = &q.category {
-            qb.push(" AND category = ").push_bind(without_nul(v));
-        }
-        if let Some(v) = &q.session_id {
-            qb.push(" AND session_id = ").push_bind(without_nul(v));
-        }
-        if let Some(v) = q.from {
-            qb.push(" AND received_at >= ").push_bind(v.as_datetime());
-        }
-        if let Some(v) = q.to {
-            qb.push(" AND received_at < ").push_bind(v.as_datetime());
-        }
+        push_error_filters(&mut qb, q);
         let (cmp, dir) = match q.order {
             Order::Desc => ("<", "DESC"),
             Order::Asc => (">", "ASC"),
@@ -252,6 +213,62 @@ impl EventReader for PostgresStore {
         let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
         let items = rows.iter().map(Self::error_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, q.limit, |e| e.id))
+    }
+
+    async fn count_events(&self, q: &EventQuery, cap: u64) -> Result<u64, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT count(*) FROM (SELECT 1 FROM events WHERE TRUE");
+        push_event_filters(&mut qb, q);
+        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(") AS matching");
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(classify)?;
+        Ok(n as u64)
+    }
+
+    async fn count_errors(&self, q: &ErrorQuery, cap: u64) -> Result<u64, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT count(*) FROM (SELECT 1 FROM event_errors WHERE TRUE");
+        push_error_filters(&mut qb, q);
+        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(") AS matching");
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(classify)?;
+        Ok(n as u64)
+    }
+
+    async fn events_stored_after(&self, after_row: i64, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        // `id` comes from one sequence; its BRIN index (migration 0010)
+        // finds the newest rows without a B-tree to keep up on every insert.
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > "));
+        qb.push_bind(after_row);
+        push_event_filters(&mut qb, q);
+        qb.push(" ORDER BY id LIMIT ").push_bind(q.limit as i64);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
+    async fn newest_rows(&self) -> Result<(i64, i64), StoreError> {
+        sqlx::query_as(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq),
+                    (SELECT coalesce(max(id), 0) FROM event_errors)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn sessions(&self, q: &EventQuery) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT session_id, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last
+             FROM events WHERE TRUE",
+        );
+        push_event_filters(&mut qb, q);
+        qb.push(" GROUP BY session_id ORDER BY last DESC, session_id LIMIT ").push_bind(q.limit as i64);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| SessionSummary {
+                session_id: r.get("session_id"),
+                events: r.get("n"),
+                first: Timestamp::from(r.get::<DateTime<Utc>, _>("first")),
+                last: Timestamp::from(r.get::<DateTime<Utc>, _>("last")),
+            })
+            .collect())
     }
 
     async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {
@@ -280,5 +297,53 @@ impl EventReader for PostgresStore {
                 count: r.get("count"),
             })
             .collect())
+    }
+}
+
+/// The filters of an event listing, appended to a query whose `WHERE` is open.
+fn push_event_filters(qb: &mut QueryBuilder<'_, Postgres>, q: &EventQuery) {
+    if let Some(v) = &q.session_id {
+        qb.push(" AND session_id = ").push_bind(v.clone());
+    }
+    if let Some(v) = &q.category {
+        qb.push(" AND category = ").push_bind(v.clone());
+    }
+    if let Some(v) = &q.name {
+        qb.push(" AND name = ").push_bind(v.clone());
+    }
+    if let Some(v) = &q.application {
+        qb.push(" AND application = ").push_bind(without_nul(v));
+    }
+    if let Some(v) = q.from {
+        qb.push(" AND occurred_at >= ").push_bind(v.as_datetime());
+    }
+    if let Some(v) = q.to {
+        qb.push(" AND occurred_at < ").push_bind(v.as_datetime());
+    }
+    if let Some(v) = &q.search {
+        let v = without_nul(v);
+        qb.push(" AND (session_id = ").push_bind(v.clone()).push(" OR strpos(data::text, ").push_bind(v).push(") > 0)");
+    }
+}
+
+/// The filters of an event-error listing, appended to a query whose `WHERE` is open.
+fn push_error_filters(qb: &mut QueryBuilder<'_, Postgres>, q: &ErrorQuery) {
+    if !q.ids.is_empty() {
+        qb.push(" AND id = ANY(").push_bind(q.ids.clone()).push(")");
+    }
+    if let Some(v) = &q.reason {
+        qb.push(" AND reasons @> ").push_bind(serde_json::json!([{ "code": without_nul(v) }])).push("::jsonb");
+    }
+    if let Some(v) = &q.category {
+        qb.push(" AND category = ").push_bind(without_nul(v));
+    }
+    if let Some(v) = &q.session_id {
+        qb.push(" AND session_id = ").push_bind(without_nul(v));
+    }
+    if let Some(v) = q.from {
+        qb.push(" AND received_at >= ").push_bind(v.as_datetime());
+    }
+    if let Some(v) = q.to {
+        qb.push(" AND received_at < ").push_bind(v.as_datetime());
     }
 }

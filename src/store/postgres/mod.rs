@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::domain::{CategoryDef, EventTypeDef, Reason, Timestamp};
 use crate::store::{
-    ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, StatsQuery, StatsRow, Store, StoreError, StoredError,
-    StoredEvent, WriteBatch,
+    ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, SessionSummary, StatsQuery, StatsRow, Store, StoreError,
+    StoredError, StoredEvent, WriteBatch,
 };
 
 mod curation;

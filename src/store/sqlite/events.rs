@@ -146,28 +146,7 @@ impl EventSink for SqliteStore {
 impl EventReader for SqliteStore {
     async fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent, EventCursor>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1"));
-        if let Some(v) = &q.session_id {
-            qb.push(" AND session_id = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.category {
-            qb.push(" AND category = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.name {
-            qb.push(" AND name = ").push_bind(v.clone());
-        }
-        if let Some(v) = q.from {
-            qb.push(" AND occurred_at >= ").push_bind(v.micros());
-        }
-        if let Some(v) = q.to {
-            qb.push(" AND occurred_at < ").push_bind(v.micros());
-        }
-        if let Some(v) = &q.search {
-            qb.push(" AND (session_id = ")
-                .push_bind(v.clone())
-                .push(" OR instr(data, ")
-                .push_bind(v.clone())
-                .push(") > 0)");
-        }
+        push_event_filters(&mut qb, q);
         let (cmp, dir) = match q.order {
             Order::Desc => ("<", "DESC"),
             Order::Asc => (">", "ASC"),
@@ -202,31 +181,7 @@ impl EventReader for SqliteStore {
             "SELECT id, event_id, raw, reasons, received_at, application, category, original_raw, edited_by
              FROM event_errors WHERE 1 = 1",
         );
-        if !q.ids.is_empty() {
-            qb.push(" AND id IN (");
-            let mut ids = qb.separated(", ");
-            for id in &q.ids {
-                ids.push_bind(*id);
-            }
-            qb.push(")");
-        }
-        if let Some(v) = &q.reason {
-            qb.push(" AND EXISTS (SELECT 1 FROM json_each(reasons) WHERE json_extract(value, '$.code') = ")
-                .push_bind(v.clone())
-                .push(")");
-        }
-        if let Some(v) = &q.category {
-            qb.push(" AND category = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.session_id {
-            qb.push(" AND session_id = ").push_bind(v.clone());
-        }
-        if let Some(v) = q.from {
-            qb.push(" AND received_at >= ").push_bind(v.micros());
-        }
-        if let Some(v) = q.to {
-            qb.push(" AND received_at < ").push_bind(v.micros());
-        }
+        push_error_filters(&mut qb, q);
         let (cmp, dir) = match q.order {
             Order::Desc => ("<", "DESC"),
             Order::Asc => (">", "ASC"),
@@ -238,6 +193,60 @@ impl EventReader for SqliteStore {
         let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
         let items = rows.iter().map(Self::error_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, q.limit, |e| e.id))
+    }
+
+    async fn count_events(&self, q: &EventQuery, cap: u64) -> Result<u64, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM events WHERE 1 = 1");
+        push_event_filters(&mut qb, q);
+        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(")");
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.reader).await.map_err(classify)?;
+        Ok(n as u64)
+    }
+
+    async fn count_errors(&self, q: &ErrorQuery, cap: u64) -> Result<u64, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM event_errors WHERE 1 = 1");
+        push_error_filters(&mut qb, q);
+        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(")");
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.reader).await.map_err(classify)?;
+        Ok(n as u64)
+    }
+
+    async fn events_stored_after(&self, after_row: i64, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > "));
+        qb.push_bind(after_row);
+        push_event_filters(&mut qb, q);
+        qb.push(" ORDER BY id LIMIT ").push_bind(q.limit as i64);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
+    async fn newest_rows(&self) -> Result<(i64, i64), StoreError> {
+        sqlx::query_as(
+            "SELECT (SELECT coalesce(max(id), 0) FROM events), (SELECT coalesce(max(id), 0) FROM event_errors)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(classify)
+    }
+
+    async fn sessions(&self, q: &EventQuery) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT session_id, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last
+             FROM events WHERE 1 = 1",
+        );
+        push_event_filters(&mut qb, q);
+        qb.push(" GROUP BY session_id ORDER BY last DESC, session_id LIMIT ").push_bind(q.limit as i64);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionSummary {
+                    session_id: r.get("session_id"),
+                    events: r.get("n"),
+                    first: Timestamp::from(time(r.get("first"))?),
+                    last: Timestamp::from(time(r.get("last"))?),
+                })
+            })
+            .collect()
     }
 
     async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {
@@ -272,5 +281,63 @@ impl EventReader for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// The filters of an event listing, appended to a query whose `WHERE` is open.
+fn push_event_filters(qb: &mut QueryBuilder<'_, Sqlite>, q: &EventQuery) {
+    if let Some(v) = &q.session_id {
+        qb.push(" AND session_id = ").push_bind(v.clone());
+    }
+    if let Some(v) = &q.category {
+        qb.push(" AND category = ").push_bind(v.clone());
+    }
+    if let Some(v) = &q.name {
+        qb.push(" AND name = ").push_bind(v.clone());
+    }
+    if let Some(v) = &q.application {
+        qb.push(" AND application = ").push_bind(v.clone());
+    }
+    if let Some(v) = q.from {
+        qb.push(" AND occurred_at >= ").push_bind(v.micros());
+    }
+    if let Some(v) = q.to {
+        qb.push(" AND occurred_at < ").push_bind(v.micros());
+    }
+    if let Some(v) = &q.search {
+        qb.push(" AND (session_id = ")
+            .push_bind(v.clone())
+            .push(" OR instr(data, ")
+            .push_bind(v.clone())
+            .push(") > 0)");
+    }
+}
+
+/// The filters of an event-error listing, appended to a query whose `WHERE` is open.
+fn push_error_filters(qb: &mut QueryBuilder<'_, Sqlite>, q: &ErrorQuery) {
+    if !q.ids.is_empty() {
+        qb.push(" AND id IN (");
+        let mut ids = qb.separated(", ");
+        for id in &q.ids {
+            ids.push_bind(*id);
+        }
+        qb.push(")");
+    }
+    if let Some(v) = &q.reason {
+        qb.push(" AND EXISTS (SELECT 1 FROM json_each(reasons) WHERE json_extract(value, '$.code') = ")
+            .push_bind(v.clone())
+            .push(")");
+    }
+    if let Some(v) = &q.category {
+        qb.push(" AND category = ").push_bind(v.clone());
+    }
+    if let Some(v) = &q.session_id {
+        qb.push(" AND session_id = ").push_bind(v.clone());
+    }
+    if let Some(v) = q.from {
+        qb.push(" AND received_at >= ").push_bind(v.micros());
+    }
+    if let Some(v) = q.to {
+        qb.push(" AND received_at < ").push_bind(v.micros());
     }
 }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
 use crate::store::time_from_micros as time;
 use crate::store::{
-    ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, StatsQuery, StatsRow, Store, StoreError, StoredError,
-    StoredEvent, WriteBatch,
+    ErrorQuery, EventCursor, EventQuery, Order, Page, Replay, SessionSummary, StatsQuery, StatsRow, Store, StoreError,
+    StoredError, StoredEvent, WriteBatch,
 };
 
 /// The rollup bucket (5 minutes) of a µs time column, floored (also before 1970).
