@@ -32,6 +32,12 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("admin/application.html", include_str!("../templates/admin/application.html")),
     ("admin/log.html", include_str!("../templates/admin/log.html")),
     ("admin/tokens.html", include_str!("../templates/admin/tokens.html")),
+    ("admin/pages.html", include_str!("../templates/admin/pages.html")),
+    ("admin/period.html", include_str!("../templates/admin/period.html")),
+    ("admin/macros.html", include_str!("../templates/admin/macros.html")),
+    ("admin/event_filters.html", include_str!("../templates/admin/event_filters.html")),
+    ("admin/live.html", include_str!("../templates/admin/live.html")),
+    ("admin/sessions.html", include_str!("../templates/admin/sessions.html")),
     ("website/base.html", include_str!("../templates/website/base.html")),
     ("website/home.html", include_str!("../templates/website/home.html")),
     ("website/form.html", include_str!("../templates/website/form.html")),
@@ -60,6 +66,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     // `urlencode` keeps `/` (right for query values); a path segment such as a
     // session id needs it encoded too, or `/admin/sessions/a/b/` is another route.
     env.add_filter("segment", |value: String| percent_encode(&value, b"-_.~"));
+    env.add_filter("when", when);
     for (name, source) in SOURCES {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "template does not compile");
@@ -67,6 +74,26 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     }
     env
 });
+
+/// A stored time as the admin pages show it: `<time>` with the full UTC
+/// value on hover and a short form (the page's script turns it into the
+/// reader's local time, or "3 min ago" for a recent one). Anything that is
+/// not an RFC 3339 time is shown as it is, escaped.
+fn when(value: String) -> minijinja::Value {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    match DateTime::parse_from_rfc3339(&value) {
+        Ok(t) => {
+            let t = t.with_timezone(&Utc);
+            minijinja::Value::from_safe_string(format!(
+                "<time datetime=\"{}\" title=\"{} UTC\">{}</time>",
+                t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                t.format("%Y-%m-%d %H:%M:%S%.6f"),
+                t.format("%d %b %H:%M:%S"),
+            ))
+        }
+        Err(_) => minijinja::Value::from(value),
+    }
+}
 
 /// Renders template `name` with `ctx`.
 pub fn render(name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {

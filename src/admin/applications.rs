@@ -49,7 +49,22 @@ async fn list(admin: Admin) -> AdminResult {
 }
 
 async fn list_page(admin: &Admin, error: Option<String>, form: &CreateForm, status: StatusCode) -> AdminResult {
-    let apps: Vec<_> = admin.state.store.applications().await?.iter().map(view).collect();
+    let store = admin.state.store.as_ref();
+    let now = admin.state.clock.now();
+    let volumes = super::view::volumes(
+        store,
+        crate::store::StatsKind::Events,
+        crate::store::StatsGroup::Application,
+        Default::default(),
+        now,
+    )
+    .await?;
+    let apps: Vec<_> = store
+        .applications()
+        .await?
+        .iter()
+        .map(|a| minijinja::context! { v => volumes.get(&a.name).cloned(), ..view(a) })
+        .collect();
     Ok(admin.page_with(
         status,
         "admin/applications.html",

@@ -10,10 +10,13 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::kit::{Admin, AdminError, AdminResult};
+use super::view::volumes;
 use crate::app::AppState;
 use crate::domain::catalog::compile_schema;
 use crate::domain::{validate_json, Catalog, EventTypeDef, Timestamp};
+use crate::lifecycle::TallyFilter;
 use crate::store::{Category, ErrorQuery, EventType, StoreError};
+use crate::store::{StatsGroup, StatsKind};
 
 /// How many of a category's newest errors the preview tries.
 const PREVIEW_ERRORS: usize = 200;
@@ -42,7 +45,15 @@ async fn list(admin: Admin) -> AdminResult {
 }
 
 async fn list_page(admin: &Admin, error: Option<String>, form: &CategoryForm, status: StatusCode) -> AdminResult {
-    let categories: Vec<_> = admin.state.store.categories().await?.iter().map(category_view).collect();
+    let now = admin.state.clock.now();
+    let store = admin.state.store.as_ref();
+    let volumes = volumes(store, StatsKind::Events, StatsGroup::Category, TallyFilter::default(), now).await?;
+    let categories: Vec<_> = store
+        .categories()
+        .await?
+        .iter()
+        .map(|c| minijinja::context! { v => volumes.get(&c.name).cloned(), ..category_view(c) })
+        .collect();
     Ok(admin.page_with(
         status,
         "admin/categories.html",
@@ -101,7 +112,33 @@ async fn find(admin: &Admin, id: i64) -> Result<Category, AdminError> {
 
 async fn edit(admin: Admin, Path(id): Path<i64>) -> AdminResult {
     let c = find(&admin, id).await?;
-    Ok(category_page(&admin, &c, None, &TypeForm::default(), StatusCode::OK))
+    let filter = TallyFilter { category: Some(c.name.clone()), ..Default::default() };
+    let now = admin.state.clock.now();
+    let volumes = volumes(admin.state.store.as_ref(), StatsKind::Events, StatsGroup::Name, filter, now).await?;
+    let mut page = category_page(&admin, &c, None, &TypeForm::default(), StatusCode::OK);
+    // Names this category's events carried lately that are not declared.
+    let undeclared: Vec<_> = volumes
+        .iter()
+        .filter_map(|(key, v)| {
+            let name = key.strip_prefix(&format!("{}/", c.name))?;
+            (!c.types.iter().any(|t| t.name == name)).then(|| minijinja::context! { name, v => v.clone() })
+        })
+        .collect();
+    if !volumes.is_empty() {
+        let types: Vec<_> = c
+            .types
+            .iter()
+            .map(|t| minijinja::context! { v => volumes.get(&format!("{}/{}", c.name, t.name)).cloned() })
+            .collect();
+        page = admin.page(
+            "admin/category.html",
+            minijinja::context! {
+                c => category_view(&c), error => None::<String>,
+                t => minijinja::Value::from_serialize(TypeForm::default()), type_volumes => types, undeclared,
+            },
+        );
+    }
+    Ok(page)
 }
 
 fn category_page(

@@ -104,7 +104,7 @@ fn chart(range: Range, since: DateTime<Utc>, counts: &[(i64, String, i64)]) -> m
         .collect();
     let total: i64 = grid.iter().flatten().sum();
     minijinja::context! {
-        bars, legend, total, max,
+        bars, legend, total, max, mid => if max % 2 == 0 { (max / 2).to_string() } else { format!("{:.1}", max as f64 / 2.0) },
         first => label(since), middle => label(time_of(n / 2)), last => label(time_of(n)),
         width => W, height => H,
     }

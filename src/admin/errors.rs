@@ -14,13 +14,16 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use super::events::text;
 use super::kit::{Admin, AdminError, AdminResult};
+use super::view::{both_ways, choices, link, matching, pairs, Period, COUNT_CAP};
 use super::web::pretty;
 use crate::app::AppState;
 use crate::domain::{validate_json, Catalog, Timestamp};
-use crate::paging::time_param;
-use crate::store::{ErrorQuery, NewEvent, Replay, StoreError, StoredError};
+use crate::lifecycle::TallyFilter;
+use crate::store::{ErrorQuery, NewEvent, Replay, StatsGroup, StatsKind, StoreError, StoredError};
 
 /// Errors per page, and per replay round.
 const PAGE: usize = 50;
@@ -33,43 +36,56 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/errors/delete/", post(delete_many))
         .route("/admin/errors/{id}/", get(detail))
         .route("/admin/errors/{id}/replay/", post(replay_one))
+        .route("/admin/errors/{id}/fix/", post(fix))
         .route("/admin/errors/{id}/delete/", get(delete_form).post(delete_one))
 }
 
-/// Filters of the errors page.
+/// Filters of the errors page, as its form and links carry them.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default)]
 struct ErrorFilters {
     reason: String,
     category: String,
-    from: String,
-    to: String,
+    #[serde(flatten)]
+    period: Period,
 }
 
 impl ErrorFilters {
-    fn query(&self, limit: usize, after: Option<i64>) -> Result<ErrorQuery, String> {
+    fn query(&self, now: DateTime<Utc>, limit: usize, after: Option<i64>) -> Result<ErrorQuery, String> {
+        let (from, to) = self.period.bounds(now)?;
         Ok(ErrorQuery {
             session_id: None,
             order: crate::store::Order::Desc,
             ids: Vec::new(),
             reason: text(&self.reason),
             category: text(&self.category),
-            from: time_param("from", text(&self.from).as_deref()).map_err(|e| e.to_string())?,
-            to: time_param("to", text(&self.to).as_deref()).map_err(|e| e.to_string())?,
+            from,
+            to,
             limit,
             after,
         })
     }
 
     fn url(&self, extra: &[(&str, String)]) -> String {
-        let mut pairs: Vec<(&str, String)> =
-            [("reason", &self.reason), ("category", &self.category), ("from", &self.from), ("to", &self.to)]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k, v.clone()))
-                .collect();
-        pairs.extend(extra.iter().cloned());
-        format!("/admin/errors/?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+        let mut query = pairs(self);
+        query.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        link("/admin/errors/", &query)
+    }
+
+    /// The filters but the period.
+    fn others(&self) -> Self {
+        Self { period: Period::default(), ..self.clone() }
+    }
+
+    /// The filters as hidden fields of a form that acts on what they match.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let p = &self.period;
+        [("reason", &self.reason), ("category", &self.category), ("range", &p.range), ("from", &p.from)]
+            .into_iter()
+            .chain([("to", &p.to), ("tz", &p.tz)])
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k, v.clone()))
+            .collect()
     }
 }
 
@@ -80,6 +96,7 @@ struct ListParams {
     #[serde(flatten)]
     f: ErrorFilters,
     after: Option<i64>,
+    before: Option<i64>,
     replayed: Option<u64>,
     failing: Option<u64>,
     deleted: Option<u64>,
@@ -115,25 +132,48 @@ fn error_row(e: &StoredError) -> minijinja::Value {
         codes => codes.join(", "),
         application => e.application,
         edited_by => e.edited_by,
-        preview => e.raw.chars().take(120).collect::<String>(),
+        session_id => crate::store::session_of(&e.raw),
+        name => crate::store::name_of(&e.raw),
+        preview => e.raw.chars().take(160).collect::<String>(),
     }
 }
 
 async fn list(admin: Admin, Query(p): Query<ListParams>) -> AdminResult {
-    let (query, error) = match p.f.query(PAGE, p.after) {
+    let now = admin.state.clock.now();
+    let (query, error) = match p.f.query(now, PAGE, None) {
         Ok(q) => (q, None),
-        Err(e) => (ErrorFilters::default().query(PAGE, None).unwrap_or_default(), Some(e)),
+        Err(e) => (ErrorFilters::default().query(now, PAGE, None).unwrap_or_default(), Some(e)),
     };
-    let found = admin.state.store.errors(&query).await?;
-    let errors: Vec<_> = found.items.iter().map(error_row).collect();
-    let next_url = found.next.map(|id| p.f.url(&[("after", id.to_string())]));
-    let continue_url = p.more_after.map(|id| id.to_string());
+    let store = admin.state.store.as_ref();
+    let fetch = |order, after| {
+        let q = ErrorQuery { order, after, ..query.clone() };
+        async move { store.errors(&q).await }
+    };
+    let paged = both_ways(p.after, p.before, fetch, |e| e.id).await?;
+    let errors: Vec<_> = paged.items.iter().map(error_row).collect();
+    let count = matching(store.count_errors(&query, COUNT_CAP).await?, "event error", "event errors");
+    let older_url = paged.older.map(|id| p.f.url(&[("after", id.to_string())]));
+    let newer_url = paged.newer.map(|id| p.f.url(&[("before", id.to_string())]));
+    let newest_url = newer_url.as_ref().map(|_| p.f.url(&[]));
+    let bounds = (query.from, query.to);
+    let filter =
+        |category: bool| TallyFilter { category: text(&p.f.category).filter(|_| category), ..Default::default() };
+    let kind = StatsKind::Errors;
+    let mut reasons = choices(store, kind, StatsGroup::Reason, bounds, filter(true), &p.f.reason).await?;
+    // The known codes nothing was counted for yet, after those that were.
+    let counted: Vec<String> = reasons.iter().filter_map(|c| c.get_attr("value").ok().map(|v| v.to_string())).collect();
+    reasons.extend(KNOWN_REASONS.iter().filter(|r| !counted.iter().any(|c| c == *r)).map(|r| {
+        minijinja::context! { value => r, label => format!("{r} (0)"), selected => false }
+    }));
+    let categories = choices(store, kind, StatsGroup::Category, bounds, filter(false), &p.f.category).await?;
+    let presets = p.f.period.preset_links("/admin/errors/", &p.f.others());
     Ok(admin.page(
         "admin/errors.html",
         minijinja::context! {
-            f => p.f, errors, next_url, error, known_reasons => KNOWN_REASONS,
-            replayed => p.replayed, failing => p.failing, deleted => p.deleted, continue_after => continue_url,
-            none_selected => p.none_selected.is_some(),
+            f => p.f, fields => p.f.fields(), errors, older_url, newer_url, newest_url, error, count, reasons,
+            categories, presets, from_local => p.f.period.picker(bounds.0), to_local => p.f.period.picker(bounds.1),
+            replayed => p.replayed, failing => p.failing, deleted => p.deleted,
+            continue_after => p.more_after.map(|id| id.to_string()), none_selected => p.none_selected.is_some(),
         },
     ))
 }
@@ -148,14 +188,109 @@ async fn find(admin: &Admin, id: i64) -> Result<StoredError, AdminError> {
 #[serde(default)]
 struct DetailParams {
     failing: Option<u8>,
+    fixed: Option<String>,
 }
 
 async fn detail(admin: Admin, Path(id): Path<i64>, Query(p): Query<DetailParams>) -> AdminResult {
     let e = find(&admin, id).await?;
-    Ok(render_detail(&admin, &e, None, p.failing.is_some(), StatusCode::OK))
+    Ok(render_detail_with(&admin, &e, None, p.failing.is_some(), StatusCode::OK, p.fixed))
+}
+
+/// A change to the catalog that would let an error through, offered on its
+/// page: what to do, and the button's words.
+fn fixes(e: &StoredError) -> Vec<minijinja::Value> {
+    let category = e.category.clone().unwrap_or_default();
+    let name = crate::store::name_of(&e.raw).unwrap_or_default();
+    let mut out: Vec<(&str, String)> = Vec::new();
+    for r in &e.reasons {
+        let fix = match r.code.as_str() {
+            "unknown_category" if !category.is_empty() => ("create_category", format!("Create category “{category}”")),
+            "inactive_category" if !category.is_empty() => {
+                ("activate_category", format!("Activate category “{category}”"))
+            }
+            "undeclared_name" if !category.is_empty() && !name.is_empty() => {
+                ("add_type", format!("Add event type “{name}” to “{category}”"))
+            }
+            _ => continue,
+        };
+        if !out.iter().any(|(k, _)| *k == fix.0) {
+            out.push(fix);
+        }
+    }
+    out.into_iter().map(|(fix, label)| minijinja::context! { fix, label }).collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FixForm {
+    fix: String,
+}
+
+/// One click from an error to the catalog change that lets it through
+/// (a category created or activated, an event type added), then back to the
+/// error to replay it. Nothing is replayed here: the admin sees the change first.
+async fn fix(admin: Admin, Path(id): Path<i64>, Form(form): Form<FixForm>) -> AdminResult {
+    let e = find(&admin, id).await?;
+    let category = e.category.clone().filter(|c| !c.is_empty()).ok_or_else(|| {
+        AdminError::BadRequest("This error's payload names no category, so there is nothing to create.".into())
+    })?;
+    let store = &admin.state.store;
+    let existing = store.categories().await?.into_iter().find(|c| c.name == category);
+    let done = match (form.fix.as_str(), existing) {
+        ("create_category", None) => {
+            let new = crate::store::Category {
+                name: category.clone(),
+                active: true,
+                description: format!("Created from event error {id}."),
+                ..Default::default()
+            };
+            store.save_category(&new).await?;
+            admin.audit("create category", &category, format!("from event error {id}")).await;
+            format!("Category “{category}” was created.")
+        }
+        ("create_category", Some(_)) => format!("Category “{category}” exists already."),
+        ("activate_category", Some(mut c)) => {
+            c.active = true;
+            store.save_category(&c).await?;
+            admin.audit("edit category", &category, format!("active=true, from event error {id}")).await;
+            format!("Category “{category}” is active now.")
+        }
+        ("add_type", Some(c)) => {
+            let name = crate::store::name_of(&e.raw)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| AdminError::BadRequest("This error's payload names no event type.".into()))?;
+            if !c.types.iter().any(|t| t.name == name) {
+                let t = crate::store::EventType {
+                    id: None,
+                    category_id: c.id.unwrap_or_default(),
+                    name: name.clone(),
+                    description: format!("Added from event error {id}."),
+                    schema: None,
+                };
+                store.save_event_type(&t).await?;
+                admin.audit("add event type", &format!("{category}/{name}"), format!("from event error {id}")).await;
+            }
+            format!("Event type “{name}” is declared in “{category}” now.")
+        }
+        ("activate_category" | "add_type", None) => format!("There is no category “{category}” yet: create it first."),
+        _ => return Err(AdminError::BadRequest("Unknown fix.".into())),
+    };
+    let done = crate::templates::percent_encode(&done, b"-_.~ ");
+    Ok(Redirect::to(&format!("/admin/errors/{id}/?fixed={done}")).into_response())
 }
 
 fn render_detail(admin: &Admin, e: &StoredError, payload: Option<&str>, failing: bool, status: StatusCode) -> Response {
+    render_detail_with(admin, e, payload, failing, status, None)
+}
+
+fn render_detail_with(
+    admin: &Admin,
+    e: &StoredError,
+    payload: Option<&str>,
+    failing: bool,
+    status: StatusCode,
+    fixed: Option<String>,
+) -> Response {
     let reasons: Vec<_> = e
         .reasons
         .iter()
@@ -166,10 +301,9 @@ fn render_detail(admin: &Admin, e: &StoredError, payload: Option<&str>, failing:
         "admin/error.html",
         minijinja::context! {
             e => error_row(e),
-            raw => pretty(&e.raw),
             original => e.original_raw.as_deref().map(pretty),
             payload => payload.map(str::to_string).unwrap_or_else(|| pretty(&e.raw)),
-            reasons, failing,
+            reasons, failing, fixes => fixes(e), fixed,
         },
     )
 }
@@ -219,6 +353,7 @@ struct BulkForm {
     all: bool,
     f: ErrorFilters,
     after: Option<i64>,
+    confirmed: bool,
 }
 
 impl BulkForm {
@@ -230,8 +365,11 @@ impl BulkForm {
                 "all" => form.all = v == "1",
                 "reason" => form.f.reason = v,
                 "category" => form.f.category = v,
-                "from" => form.f.from = v,
-                "to" => form.f.to = v,
+                "range" => form.f.period.range = v,
+                "from" => form.f.period.from = v,
+                "to" => form.f.period.to = v,
+                "tz" => form.f.period.tz = v,
+                "confirmed" => form.confirmed = v == "1",
                 "after" => form.after = v.parse().ok(),
                 _ => {}
             }
@@ -241,7 +379,29 @@ impl BulkForm {
 }
 
 async fn replay_many(admin: Admin, Form(pairs): Form<Vec<(String, String)>>) -> AdminResult {
-    let form = BulkForm::from_pairs(pairs);
+    let form = BulkForm::from_pairs(pairs.clone());
+    let now = admin.state.clock.now();
+    if !form.all && form.ids.is_empty() {
+        return Ok(Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response());
+    }
+    if !form.confirmed {
+        // Say how many first: a replay cannot be taken back.
+        let n = if form.all {
+            let query = form.f.query(now, 0, None).map_err(AdminError::BadRequest)?;
+            admin.state.store.count_errors(&query, COUNT_CAP).await?
+        } else {
+            form.ids.len() as u64
+        };
+        let what = matching(n, "event error", "event errors");
+        let mut fields: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "csrf_token").collect();
+        fields.push(("confirmed".into(), "1".into()));
+        let text = format!(
+            "{what} will be run through today's validation again, keeping their event ids. Those that pass \
+             become events and leave this list; the others stay, with their new reasons. This cannot be undone."
+        );
+        let heading = if form.all { format!("Replay all {what}?") } else { format!("Replay {what}?") };
+        return Ok(admin.confirm_with(&heading, &text, "/admin/errors/replay/", &form.f.url(&[]), fields, "Replay"));
+    }
     let (mut replayed, mut failing) = (0, 0);
     let mut more_after = None;
     if form.all {
@@ -252,7 +412,7 @@ async fn replay_many(admin: Admin, Form(pairs): Form<Vec<(String, String)>>) -> 
         let started = Instant::now();
         let mut after = form.after;
         loop {
-            let query = form.f.query(REPLAY_ROUND, after).map_err(AdminError::BadRequest)?;
+            let query = form.f.query(now, REPLAY_ROUND, after).map_err(AdminError::BadRequest)?;
             let round = admin.state.store.errors(&query).await?;
             let (r, f) = replay(&admin, &round.items, None).await?;
             (replayed, failing) = (replayed + r, failing + f);
@@ -270,8 +430,6 @@ async fn replay_many(admin: Admin, Form(pairs): Form<Vec<(String, String)>>) -> 
             serde_json::to_string(&form.f).unwrap_or_default()
         );
         admin.audit("replay all matching", "event errors", detail).await;
-    } else if form.ids.is_empty() {
-        return Ok(Redirect::to(&form.f.url(&[("none_selected", "1".into())])).into_response());
     } else {
         let query = ErrorQuery { ids: form.ids.clone(), limit: form.ids.len(), ..Default::default() };
         let found = admin.state.store.errors(&query).await?;

@@ -1,5 +1,6 @@
-//! Events: the list with filters and search, an event's detail and deletion,
-//! and a session's timeline and its erasure.
+//! Events: the list with filters (choices counted from the rollups, a
+//! period, a text search), a count of what matches, pages both ways; an
+//! event's detail and deletion.
 
 use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Redirect};
@@ -8,11 +9,13 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::kit::{Admin, AdminError, AdminResult};
-use super::web::{action_row, percent_encode, pretty};
+use super::view::{both_ways, choices, matching, url, Bounds, Period, COUNT_CAP};
+use super::web::{action_row, pretty};
 use crate::app::AppState;
 use crate::domain::Timestamp;
-use crate::paging::{event_cursor, next_cursor, time_param};
-use crate::store::{EventQuery, Order, StoredEvent};
+use crate::lifecycle::TallyFilter;
+use crate::paging::{event_cursor, next_cursor};
+use crate::store::{EventCursor, EventQuery, Order, StatsGroup, StatsKind, StoreError, StoredEvent};
 
 /// Page size of the admin's event lists.
 pub(super) const PAGE: usize = 50;
@@ -22,24 +25,67 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/events/", get(events_list))
         .route("/admin/events/{event_id}/", get(event_detail))
         .route("/admin/events/{event_id}/delete/", get(delete_form).post(delete))
-        .route("/admin/sessions/{session_id}/", get(session_timeline))
-        .route("/admin/sessions/{session_id}/erase/", get(erase_form).post(erase))
 }
 
-/// Filters of the events page, as typed into its form.
-#[derive(Debug, Default, Deserialize, Serialize)]
+/// Filters of the events page, as its form and links carry them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default)]
-struct EventFilters {
-    q: String,
-    session_id: String,
-    category: String,
-    name: String,
-    from: String,
-    to: String,
+pub(super) struct EventFilters {
+    pub q: String,
+    pub session_id: String,
+    pub category: String,
+    pub name: String,
+    pub application: String,
+    #[serde(flatten)]
+    pub period: Period,
     #[serde(skip_serializing_if = "Option::is_none")]
     cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<String>,
     #[serde(skip_serializing)]
     deleted: Option<String>,
+}
+
+impl EventFilters {
+    /// The store query these filters stand for (newest first, one page);
+    /// `bounds` is the period read at the request's time.
+    pub(super) fn query(&self, bounds: Bounds) -> EventQuery {
+        EventQuery {
+            session_id: text(&self.session_id),
+            category: text(&self.category),
+            name: text(&self.name),
+            application: text(&self.application),
+            search: text(&self.q),
+            from: bounds.0,
+            to: bounds.1,
+            order: Order::Desc,
+            limit: PAGE,
+            after: None,
+        }
+    }
+
+    /// The filters but the period and the page (for the period's links).
+    pub(super) fn others(&self) -> Self {
+        Self { period: Period::default(), cursor: None, before: None, ..self.clone() }
+    }
+
+    /// The category, name and application choices for the period, each
+    /// counted from the rollups with the other two applied.
+    pub(super) async fn choices(&self, admin: &Admin, bounds: Bounds) -> Result<minijinja::Value, StoreError> {
+        let store = admin.state.store.as_ref();
+        let kind = StatsKind::Events;
+        let filter = |category: bool, name: bool, application: bool| TallyFilter {
+            category: text(&self.category).filter(|_| category),
+            name: text(&self.name).filter(|_| name),
+            application: text(&self.application).filter(|_| application),
+        };
+        Ok(minijinja::context! {
+            categories => choices(store, kind, StatsGroup::Category, bounds, filter(false, true, true), &self.category).await?,
+            names => choices(store, kind, StatsGroup::Name, bounds, filter(true, false, true), &self.name).await?,
+            applications =>
+                choices(store, kind, StatsGroup::Application, bounds, filter(true, true, false), &self.application).await?,
+        })
+    }
 }
 
 /// A filter as typed: blank means none.
@@ -47,11 +93,15 @@ pub(super) fn text(s: &str) -> Option<String> {
     Some(s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-pub(super) fn event_row(e: &StoredEvent) -> minijinja::Value {
-    let path = serde_json::from_str::<serde_json::Value>(e.data.get())
+/// The `path` of an event's data, if it has one (the tracker's page views do).
+fn path_of(data: &serde_json::value::RawValue) -> String {
+    serde_json::from_str::<serde_json::Value>(data.get())
         .ok()
         .and_then(|d| d.get("path").and_then(|p| p.as_str()).map(str::to_string))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+pub(super) fn event_row(e: &StoredEvent) -> minijinja::Value {
     minijinja::context! {
         event_id => e.event_id.to_string(),
         timestamp => e.timestamp.to_string(),
@@ -60,39 +110,53 @@ pub(super) fn event_row(e: &StoredEvent) -> minijinja::Value {
         name => e.name,
         session_id => e.session_id,
         application => e.application,
-        path,
+        path => path_of(&e.data),
     }
 }
 
+/// An event's place in a newest-first list.
+fn event_key(e: &StoredEvent) -> EventCursor {
+    EventCursor { timestamp_micros: e.timestamp.micros(), row_id: e.row_id }
+}
+
 async fn events_list(admin: Admin, Query(mut f): Query<EventFilters>) -> AdminResult {
-    let mut error = None;
-    let mut time = |name: &str, v: &str| {
-        time_param(name, text(v).as_deref()).unwrap_or_else(|e| {
-            error = Some(e.to_string());
-            None
-        })
+    let (bounds, error) = match f.period.bounds(admin.state.clock.now()) {
+        Ok(b) => (b, None),
+        Err(e) => ((None, None), Some(e)),
     };
-    let (from, to) = (time("from", &f.from), time("to", &f.to));
-    let query = EventQuery {
-        session_id: text(&f.session_id),
-        category: text(&f.category),
-        name: text(&f.name),
-        search: text(&f.q),
-        from,
-        to,
-        order: Order::Desc,
-        limit: PAGE,
-        after: f.cursor.as_deref().and_then(|c| event_cursor(c, Order::Desc).ok()),
+    let query = f.query(bounds);
+    let store = admin.state.store.as_ref();
+    let fetch = |order, after| {
+        let q = EventQuery { order, after, ..query.clone() };
+        async move { store.events(&q).await }
     };
-    let page_of = admin.state.store.events(&query).await?;
-    let events: Vec<_> = page_of.items.iter().map(event_row).collect();
-    let next_url = page_of.next.map(|c| {
-        f.cursor = Some(next_cursor(c, Order::Desc));
-        format!("/admin/events/?{}", serde_urlencoded::to_string(&f).unwrap_or_default())
-    });
-    f.cursor = None;
+    let older = f.cursor.as_deref().and_then(|c| event_cursor(c, Order::Desc).ok());
+    let newer = f.before.as_deref().and_then(|c| event_cursor(c, Order::Asc).ok());
+    let paged = both_ways(older, newer, fetch, event_key).await?;
+    let events: Vec<_> = paged.items.iter().map(event_row).collect();
+    // Counting what a text search matches would read every row: not counted.
+    let count = match query.search {
+        Some(_) => None,
+        None => Some(matching(store.count_events(&query, COUNT_CAP).await?, "event", "events")),
+    };
+    let choices = f.choices(&admin, bounds).await?;
+    let presets = f.period.preset_links("/admin/events/", &f.others());
+    let picker = (f.period.picker(bounds.0), f.period.picker(bounds.1));
+    let mut url = |cursor: Option<String>, before: Option<String>| {
+        (f.cursor, f.before) = (cursor, before);
+        url("/admin/events/", &f)
+    };
+    let older_url = paged.older.map(|c| url(Some(next_cursor(c, Order::Desc)), None));
+    let newer_url = paged.newer.map(|c| url(None, Some(next_cursor(c, Order::Asc))));
+    let newest_url = newer_url.as_ref().map(|_| url(None, None));
     let deleted = f.deleted.is_some();
-    Ok(admin.page("admin/events.html", minijinja::context! { f, events, next_url, error, deleted }))
+    Ok(admin.page(
+        "admin/events.html",
+        minijinja::context! {
+            f, events, older_url, newer_url, newest_url, error, deleted, count, choices, presets,
+            from_local => picker.0, to_local => picker.1,
+        },
+    ))
 }
 
 /// The event id in a path, or the not-found page.
@@ -125,56 +189,4 @@ async fn delete(admin: Admin, Path(id): Path<String>) -> AdminResult {
     }
     admin.audit("delete event", &id.to_string(), String::new()).await;
     Ok(Redirect::to("/admin/events/?deleted=1").into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct CursorParam {
-    cursor: Option<String>,
-    erased: Option<String>,
-}
-
-async fn session_timeline(admin: Admin, Path(session_id): Path<String>, Query(q): Query<CursorParam>) -> AdminResult {
-    let query = EventQuery {
-        session_id: Some(session_id.clone()),
-        order: Order::Asc,
-        limit: PAGE,
-        after: q.cursor.as_deref().and_then(|c| event_cursor(c, Order::Asc).ok()),
-        ..Default::default()
-    };
-    let page_of = admin.state.store.events(&query).await?;
-    let events: Vec<_> = page_of.items.iter().map(event_row).collect();
-    let next_url = page_of.next.map(|c| {
-        let path = percent_encode(&session_id, b"-_.~");
-        format!("/admin/sessions/{path}/?cursor={}", next_cursor(c, Order::Asc))
-    });
-    let erased = q.erased.as_deref().map(erased_message);
-    Ok(admin.page("admin/session.html", minijinja::context! { session_id, events, next_url, erased }))
-}
-
-/// What the timeline says after an erasure: `erased=EVENTS,ERRORS`.
-fn erased_message(counts: &str) -> String {
-    let (events, errors) = counts.split_once(',').unwrap_or((counts, "0"));
-    let n = |s: &str| s.parse::<u64>().unwrap_or(0);
-    format!("Erased {} events and {} event errors of this session.", n(events), n(errors))
-}
-
-async fn erase_form(admin: Admin, Path(session_id): Path<String>) -> AdminResult {
-    let path = percent_encode(&session_id, b"-_.~");
-    Ok(admin.confirm(
-        "Erase this session?",
-        &format!(
-            "Every event and event error of session {session_id} will be deleted for good and taken out of the \
-             counts, as an erasure request (GDPR art. 17) asks. The audit log keeps a digest of the session id \
-             and the numbers, not the data. Backups taken before now still hold it."
-        ),
-        &format!("/admin/sessions/{path}/erase/"),
-        &format!("/admin/sessions/{path}/"),
-    ))
-}
-
-async fn erase(admin: Admin, Path(session_id): Path<String>) -> AdminResult {
-    let store = admin.state.store.as_ref();
-    let erased = crate::lifecycle::erase_session(store, &session_id, &admin.session.username).await?;
-    let path = percent_encode(&session_id, b"-_.~");
-    Ok(Redirect::to(&format!("/admin/sessions/{path}/?erased={},{}", erased.events, erased.errors)).into_response())
 }

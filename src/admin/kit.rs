@@ -51,6 +51,20 @@ impl Admin {
         web::confirm(&self.session, heading, text, action, back)
     }
 
+    /// A confirmation page whose button (labelled `button`) posts `fields` to `action`.
+    pub fn confirm_with(
+        &self,
+        heading: &str,
+        text: &str,
+        action: &str,
+        back: &str,
+        fields: Vec<(String, String)>,
+        button: &str,
+    ) -> Response {
+        let ctx = minijinja::context! { heading, text, action, back, fields, button };
+        web::page(&self.session, "admin/confirm.html", ctx)
+    }
+
     /// Records what this user did in the audit log.
     pub async fn audit(&self, action: &str, object: &str, detail: String) {
         web::audit(&self.state, &self.session, action, object, detail).await
@@ -163,7 +177,7 @@ mod tests {
             assert_eq!(page.status(), status);
             let html = body(page).await;
             assert!(html.contains(text), "{html}");
-            assert!(html.contains("<nav class=\"main\">") && html.contains("Signed in as"), "framed: {html}");
+            assert!(html.contains("<nav class=\"main\"") && html.contains("Signed in as"), "framed: {html}");
         }
     }
 

@@ -30,10 +30,6 @@ fn revoke_url(name: &str) -> String {
 }
 
 /// A time to the minute, in UTC; pages give the full value on hover.
-fn short(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
 async fn list(admin: Admin, Query(p): Query<ListParams>) -> AdminResult {
     let tokens: Vec<_> = admin
         .state
@@ -45,9 +41,7 @@ async fn list(admin: Admin, Query(p): Query<ListParams>) -> AdminResult {
             minijinja::context! {
                 name => t.name,
                 created_at => Timestamp::from(t.created_at).to_string(),
-                created_short => short(t.created_at),
                 last_used_at => t.last_used_at.map(|at| Timestamp::from(at).to_string()),
-                last_used_short => t.last_used_at.map(short),
                 can_erase => t.can_erase,
                 revoke_url => revoke_url(&t.name),
             }

@@ -54,12 +54,32 @@ const SESSION_HOURS: i64 = 8;
 
 pub use super::throttle::LoginThrottle;
 
-/// A page of a signed-in user: the layout gets the user's name and CSRF token.
+/// A page of a signed-in user: the layout gets the user's name, CSRF token
+/// and the section the page belongs to (highlighted in the navigation).
 pub(super) fn page(session: &AdminSession, name: &str, ctx: minijinja::Value) -> Response {
     render(
         name,
-        minijinja::context! { username => session.username.clone(), csrf_token => session.csrf_token.clone(), ..ctx },
+        minijinja::context! {
+            username => session.username.clone(), csrf_token => session.csrf_token.clone(),
+            section => section_of(name), ..ctx
+        },
     )
+}
+
+/// The navigation section a page template belongs to.
+fn section_of(template: &str) -> &'static str {
+    match template.trim_start_matches("admin/").trim_end_matches(".html") {
+        "dashboard" => "dashboard",
+        "live" => "live",
+        "events" | "event" => "events",
+        "sessions" | "session" => "sessions",
+        "errors" | "error" => "errors",
+        "categories" | "category" | "event_type" => "categories",
+        "applications" | "application" => "applications",
+        "tokens" => "tokens",
+        "log" => "log",
+        _ => "",
+    }
 }
 
 /// A page of a signed-in user with a status other than 200.
@@ -96,11 +116,15 @@ pub(super) fn pretty(text: &str) -> String {
         .unwrap_or_else(|_| text.to_string())
 }
 
-/// An audit-log entry as the pages show it.
+/// An audit-log entry as the pages show it: a JSON detail (an edit's
+/// before and after) pretty-printed, a long one cut for the table.
 pub(super) fn action_row(a: &crate::store::AdminAction) -> minijinja::Value {
+    let detail = pretty(&a.detail);
+    let short: String = a.detail.chars().take(90).collect();
     minijinja::context! {
         at => crate::domain::Timestamp::from(a.at).to_string(),
-        username => a.username, action => a.action, object => a.object, detail => a.detail,
+        username => a.username, action => a.action, object => a.object,
+        long => detail.len() > 90 || detail.contains('\n'), short, detail,
     }
 }
 
@@ -183,8 +207,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/logout/", post(logout))
         .route("/admin/password/", get(password_form).post(change_password))
         .route("/admin/log/", get(audit_log))
+        .route("/admin/{*unknown}", get(not_found))
         .merge(super::dashboard::routes())
         .merge(super::events::routes())
+        .merge(super::sessions::routes())
+        .merge(super::live::routes())
         .merge(super::errors::routes())
         .merge(super::catalog::routes())
         .merge(super::applications::routes())
@@ -195,6 +222,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/login/", get(login_form).post(login))
         .route("/admin/static/admin.css", get(css))
+        .route("/admin/static/admin.js", get(js))
         .merge(signed_in)
         .layer(middleware::from_fn(security_headers))
 }
@@ -231,7 +259,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; \
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; \
+             form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'",
         ),
     );
@@ -244,6 +273,15 @@ async fn security_headers(request: Request, next: Next) -> Response {
 
 async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/admin.css")).into_response()
+}
+
+async fn js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/admin.js")).into_response()
+}
+
+/// Any other address under `/admin/`: the not-found page, inside the frame.
+async fn not_found() -> AdminError {
+    AdminError::NotFound("page")
 }
 
 /// Lets a request through only with a live session; otherwise to the login page.
@@ -475,9 +513,47 @@ async fn change_password(admin: Admin, Form(form): Form<PasswordForm>) -> AdminR
     Ok(admin.page("admin/password.html", minijinja::context! { done => true, errors => Vec::<String>::new() }))
 }
 
-async fn audit_log(admin: Admin) -> AdminResult {
-    let entries: Vec<_> = admin.state.store.actions(None, 200).await?.iter().map(action_row).collect();
-    Ok(admin.page("admin/log.html", minijinja::context! { entries }))
+/// The audit log's filters and page, as its form and links carry them.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(default)]
+struct LogFilters {
+    username: String,
+    action: String,
+    object: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    older: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    newer: Option<i64>,
+}
+
+/// Entries per page of the audit log.
+const LOG_PAGE: usize = 50;
+
+async fn audit_log(admin: Admin, Query(mut f): Query<LogFilters>) -> AdminResult {
+    let text = super::events::text;
+    let query = crate::store::ActionQuery {
+        username: text(&f.username),
+        action: text(&f.action),
+        object: text(&f.object),
+        limit: LOG_PAGE,
+        ..Default::default()
+    };
+    let store = &admin.state.store;
+    let fetch = |order, after| {
+        let query = crate::store::ActionQuery { order, after, ..query.clone() };
+        async move { store.action_log(&query).await }
+    };
+    let paged = super::view::both_ways(f.older, f.newer, fetch, |a| a.id).await?;
+    let entries: Vec<_> = paged.items.iter().map(|a| action_row(&a.entry)).collect();
+    let mut url = |older: Option<i64>, newer: Option<i64>| {
+        (f.older, f.newer) = (older, newer);
+        super::view::url("/admin/log/", &f)
+    };
+    let older_url = paged.older.map(|id| url(Some(id), None));
+    let newer_url = paged.newer.map(|id| url(None, Some(id)));
+    let newest_url = newer_url.as_ref().map(|_| url(None, None));
+    (f.older, f.newer) = (None, None);
+    Ok(admin.page("admin/log.html", minijinja::context! { f, entries, older_url, newer_url, newest_url }))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod openapi;
 mod admin;
 mod admin_browser;
 mod admin_pages;
+mod admin_ux;
 mod architecture;
 mod browser;
 mod cli;

@@ -169,7 +169,7 @@ async fn admin_not_found_pages_are_inside_the_frame() {
         assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND, "{path}");
         let html = r.text().await.unwrap();
         assert!(html.contains("There is no such"), "{path}: {html}");
-        assert!(html.contains("<nav class=\"main\">"), "{path}: not inside the frame");
+        assert!(html.contains("<nav class=\"main\""), "{path}: not inside the frame");
     }
 }
 
