@@ -24,6 +24,51 @@ use crate::helpers::{service_url, TestApp};
 const WIDE: (u32, u32) = (1400, 900);
 const PHONE: (u32, u32) = (390, 844);
 
+/// Runs a browser test at both widths, as two tests: `NAME::wide` and `NAME::phone`.
+macro_rules! at_both_widths {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn wide() {
+                    if let Some(b) = super::browser_at(stringify!($name), super::WIDE).await {
+                        super::$name(b).await;
+                    }
+                }
+                #[tokio::test]
+                async fn phone() {
+                    if let Some(b) = super::browser_at(stringify!($name), super::PHONE).await {
+                        super::$name(b).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+at_both_widths!(
+    the_frame_highlights_the_section_and_takes_a_keyboard,
+    filters_offer_counted_choices_say_how_many_match_and_page_both_ways,
+    the_live_view_shows_what_another_writer_stores_and_pauses_and_clears,
+    a_session_tells_its_story_with_its_errors_in_place,
+    an_unknown_category_is_created_from_its_error_in_one_click_then_replayed,
+);
+
+/// A browser whose window is `width` × `height`, or `None` (SKIPPED).
+async fn browser_at(test: &str, (width, height): (u32, u32)) -> Option<Browser> {
+    let b = Browser::start(&format!("browser: {test} at {width} px")).await?;
+    b.client.set_window_size(width, height).await.unwrap();
+    Some(b)
+}
+
+/// Unfolds a list's filters if they are folded (as on a phone), as a person would.
+async fn show_filters(b: &Browser) {
+    let open = b.client.execute("return document.querySelector('details.filterbox').open", vec![]).await.unwrap();
+    if open == json!(false) {
+        b.client.find(Locator::Css("details.filterbox > summary")).await.unwrap().click().await.unwrap();
+    }
+}
+
 async fn log_in(b: &Browser, app: &TestApp) {
     b.open(&app.url("/admin/login/")).await;
     b.submit("main form", &[("username", "ada"), ("password", PASSWORD)], "button[type=submit]").await;
@@ -234,9 +279,7 @@ async fn every_page_reads_at_both_widths_and_passes_axe() {
     b.close().await;
 }
 
-#[tokio::test]
-async fn the_frame_highlights_the_section_and_takes_a_keyboard() {
-    let Some(b) = Browser::start("browser: frame and keyboard").await else { return };
+async fn the_frame_highlights_the_section_and_takes_a_keyboard(b: Browser) {
     let (app, _) = app_with_user().await;
     log_in(&b, &app).await;
     for (path, section) in [
@@ -273,9 +316,7 @@ async fn column(b: &Browser, n: usize) -> Vec<String> {
     out
 }
 
-#[tokio::test]
-async fn filters_offer_counted_choices_say_how_many_match_and_page_both_ways() {
-    let Some(b) = Browser::start("browser: filters, counts and pages").await else { return };
+async fn filters_offer_counted_choices_say_how_many_match_and_page_both_ways(b: Browser) {
     let (app, _) = app_with_user().await;
     let checkout = Category { name: "checkout".into(), active: true, ..Default::default() };
     app.state.store.save_category(&checkout).await.unwrap();
@@ -290,6 +331,7 @@ async fn filters_offer_counted_choices_say_how_many_match_and_page_both_ways() {
 
     b.open(&app.url("/admin/events/")).await;
     assert_eq!(b.text(".count").await.split(" match").next().unwrap(), "127 events");
+    show_filters(&b).await;
     let options = b.text("select[name=category]").await;
     assert!(options.contains("page interaction (120)") && options.contains("checkout (7)"), "{options}");
     // Pages: 50 newest, then older, then back.
@@ -307,6 +349,7 @@ async fn filters_offer_counted_choices_say_how_many_match_and_page_both_ways() {
 
     // A choice and a preset narrow it; the URL carries both.
     b.open(&app.url("/admin/events/")).await;
+    show_filters(&b).await;
     let select = b.client.find(Locator::Css("select[name=category]")).await.unwrap();
     select.select_by_value("checkout").await.unwrap();
     b.client.find(Locator::Css("form.filters button[type=submit]")).await.unwrap().click().await.unwrap();
@@ -320,20 +363,20 @@ async fn filters_offer_counted_choices_say_how_many_match_and_page_both_ways() {
     b.open(&app.url("/admin/events/")).await;
     let from = (now - Duration::hours(40)).format("%Y-%m-%dT%H:%M").to_string();
     let tz = b.client.execute("return String(new Date().getTimezoneOffset())", vec![]).await.unwrap();
+    show_filters(&b).await;
     b.submit("form.filters", &[("from", &from)], "button[type=submit]").await;
     let url = b.wait_until("from the picker", |p| p.contains("from=")).await;
     assert!(url.contains(&format!("tz={}", tz.as_str().unwrap())), "{url}");
     assert!(b.text(".count").await.starts_with("127 events"));
     // Errors: reason codes from the known list, counted.
     b.open(&app.url("/admin/errors/")).await;
+    show_filters(&b).await;
     let reasons = b.text("select[name=reason]").await;
     assert!(reasons.contains("unknown_category (0)") && reasons.contains("schema (0)"), "{reasons}");
     b.close().await;
 }
 
-#[tokio::test]
-async fn the_live_view_shows_what_another_writer_stores_and_pauses_and_clears() {
-    let Some(b) = Browser::start("browser: live view").await else { return };
+async fn the_live_view_shows_what_another_writer_stores_and_pauses_and_clears(b: Browser) {
     let (app, _) = app_with_user().await;
     log_in(&b, &app).await;
     b.open(&app.url("/admin/live/")).await;
@@ -413,9 +456,7 @@ async fn wait_for_state(b: &Browser, state: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn a_session_tells_its_story_with_its_errors_in_place() {
-    let Some(b) = Browser::start("browser: a session's story").await else { return };
+async fn a_session_tells_its_story_with_its_errors_in_place(b: Browser) {
     let (app, _) = app_with_user().await;
     let start = Utc::now() - Duration::minutes(30);
     let steps = [
@@ -461,9 +502,7 @@ async fn a_session_tells_its_story_with_its_errors_in_place() {
     b.close().await;
 }
 
-#[tokio::test]
-async fn an_unknown_category_is_created_from_its_error_in_one_click_then_replayed() {
-    let Some(b) = Browser::start("browser: fix from the error").await else { return };
+async fn an_unknown_category_is_created_from_its_error_in_one_click_then_replayed(b: Browser) {
     let (app, _) = app_with_user().await;
     for i in 0..3 {
         app.accept(&event(&format!("n{i}"), "newsletter", "signup", "/", Utc::now())).await;
