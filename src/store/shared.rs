@@ -26,6 +26,87 @@
 //! differ in type), and the dashboard's bucketed counts (integer arithmetic
 //! against `date_bin`).
 
+/// The admin's reads beyond pages, for a backend from its read pool and
+/// database type: inherent `count_events_in`, `count_errors_in`,
+/// `events_stored_after_in` and `sessions_in`. The backend's module must
+/// also define `push_event_filters` and `push_error_filters` (its dialect of
+/// the listings' filters, appended after a `WHERE`), `EVENT_COLUMNS` and
+/// `Self::event_from_row`.
+macro_rules! impl_admin_reads {
+    ($store:ty, db: $db:ty, read: $r:ident) => {
+        impl $store {
+            /// Rows of `table` matching `filters`, counted up to `cap + 1`.
+            async fn count_in(
+                &self,
+                table: &str,
+                filters: impl FnOnce(&mut sqlx::QueryBuilder<'_, $db>),
+                cap: u64,
+            ) -> Result<u64, StoreError> {
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new(format!("SELECT count(*) FROM (SELECT 1 FROM {table} WHERE 1 = 1"));
+                filters(&mut qb);
+                qb.push(" LIMIT ")
+                    .push_bind(i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX))
+                    .push(") AS matching");
+                let n: i64 = qb.build_query_scalar().fetch_one(&self.$r).await.map_err(classify)?;
+                Ok(n.max(0) as u64)
+            }
+
+            pub(super) async fn count_events_in(
+                &self,
+                q: &$crate::store::EventQuery,
+                cap: u64,
+            ) -> Result<u64, StoreError> {
+                self.count_in("events", |qb| push_event_filters(qb, q), cap).await
+            }
+
+            pub(super) async fn count_errors_in(
+                &self,
+                q: &$crate::store::ErrorQuery,
+                cap: u64,
+            ) -> Result<u64, StoreError> {
+                self.count_in("event_errors", |qb| push_error_filters(qb, q), cap).await
+            }
+
+            pub(super) async fn events_stored_after_in(
+                &self,
+                after_row: i64,
+                q: &$crate::store::EventQuery,
+            ) -> Result<Vec<$crate::store::StoredEvent>, StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > "));
+                qb.push_bind(after_row);
+                push_event_filters(&mut qb, q);
+                qb.push(" ORDER BY id LIMIT ").push_bind(q.limit as i64);
+                let rows = qb.build().fetch_all(&self.$r).await.map_err(classify)?;
+                rows.iter().map(Self::event_from_row).collect()
+            }
+
+            pub(super) async fn sessions_in(
+                &self,
+                q: &$crate::store::EventQuery,
+            ) -> Result<Vec<$crate::store::SessionSummary>, StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT session_id, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last
+                     FROM events WHERE 1 = 1",
+                );
+                push_event_filters(&mut qb, q);
+                qb.push(" GROUP BY session_id ORDER BY last DESC, session_id LIMIT ").push_bind(q.limit as i64);
+                let rows = qb.build().fetch_all(&self.$r).await.map_err(classify)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::SessionSummary {
+                            session_id: r.get("session_id"),
+                            events: r.get("n"),
+                            first: $crate::domain::Timestamp::from(read_time(r, "first")?),
+                            last: $crate::domain::Timestamp::from(read_time(r, "last")?),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
 /// `erase_in`, the transaction behind `Lifecycle::erase_session`, for a
 /// backend from its write pool.
 macro_rules! impl_erase {

@@ -3,6 +3,8 @@
 use super::*;
 use crate::store::{EventReader, EventSink};
 
+impl_admin_reads!(PostgresStore, db: sqlx::Postgres, read: pool);
+
 const EVENT_COLUMNS: &str =
     "id, event_id, session_id, category, name, data::text AS data, occurred_at, received_at, application";
 
@@ -216,30 +218,15 @@ impl EventReader for PostgresStore {
     }
 
     async fn count_events(&self, q: &EventQuery, cap: u64) -> Result<u64, StoreError> {
-        let mut qb = QueryBuilder::<Postgres>::new("SELECT count(*) FROM (SELECT 1 FROM events WHERE TRUE");
-        push_event_filters(&mut qb, q);
-        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(") AS matching");
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(classify)?;
-        Ok(n as u64)
+        self.count_events_in(q, cap).await
     }
 
     async fn count_errors(&self, q: &ErrorQuery, cap: u64) -> Result<u64, StoreError> {
-        let mut qb = QueryBuilder::<Postgres>::new("SELECT count(*) FROM (SELECT 1 FROM event_errors WHERE TRUE");
-        push_error_filters(&mut qb, q);
-        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(") AS matching");
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(classify)?;
-        Ok(n as u64)
+        self.count_errors_in(q, cap).await
     }
 
     async fn events_stored_after(&self, after_row: i64, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        // `id` comes from one sequence; its BRIN index (migration 0010)
-        // finds the newest rows without a B-tree to keep up on every insert.
-        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > "));
-        qb.push_bind(after_row);
-        push_event_filters(&mut qb, q);
-        qb.push(" ORDER BY id LIMIT ").push_bind(q.limit as i64);
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
-        rows.iter().map(Self::event_from_row).collect()
+        self.events_stored_after_in(after_row, q).await
     }
 
     async fn newest_rows(&self) -> Result<(i64, i64), StoreError> {
@@ -253,22 +240,7 @@ impl EventReader for PostgresStore {
     }
 
     async fn sessions(&self, q: &EventQuery) -> Result<Vec<SessionSummary>, StoreError> {
-        let mut qb = QueryBuilder::<Postgres>::new(
-            "SELECT session_id, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last
-             FROM events WHERE TRUE",
-        );
-        push_event_filters(&mut qb, q);
-        qb.push(" GROUP BY session_id ORDER BY last DESC, session_id LIMIT ").push_bind(q.limit as i64);
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(classify)?;
-        Ok(rows
-            .iter()
-            .map(|r| SessionSummary {
-                session_id: r.get("session_id"),
-                events: r.get("n"),
-                first: Timestamp::from(r.get::<DateTime<Utc>, _>("first")),
-                last: Timestamp::from(r.get::<DateTime<Utc>, _>("last")),
-            })
-            .collect())
+        self.sessions_in(q).await
     }
 
     async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {

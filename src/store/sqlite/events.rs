@@ -3,6 +3,8 @@
 use super::*;
 use crate::store::{EventReader, EventSink};
 
+impl_admin_reads!(SqliteStore, db: sqlx::Sqlite, read: reader);
+
 /// Inserts a batch inside a transaction of the caller's.
 ///
 /// One `event_id` ends as exactly one event or one event error, never both
@@ -196,28 +198,15 @@ impl EventReader for SqliteStore {
     }
 
     async fn count_events(&self, q: &EventQuery, cap: u64) -> Result<u64, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM events WHERE 1 = 1");
-        push_event_filters(&mut qb, q);
-        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(")");
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.reader).await.map_err(classify)?;
-        Ok(n as u64)
+        self.count_events_in(q, cap).await
     }
 
     async fn count_errors(&self, q: &ErrorQuery, cap: u64) -> Result<u64, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM event_errors WHERE 1 = 1");
-        push_error_filters(&mut qb, q);
-        qb.push(" LIMIT ").push_bind(cap.saturating_add(1).min(i64::MAX as u64) as i64).push(")");
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.reader).await.map_err(classify)?;
-        Ok(n as u64)
+        self.count_errors_in(q, cap).await
     }
 
     async fn events_stored_after(&self, after_row: i64, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > "));
-        qb.push_bind(after_row);
-        push_event_filters(&mut qb, q);
-        qb.push(" ORDER BY id LIMIT ").push_bind(q.limit as i64);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
-        rows.iter().map(Self::event_from_row).collect()
+        self.events_stored_after_in(after_row, q).await
     }
 
     async fn newest_rows(&self) -> Result<(i64, i64), StoreError> {
@@ -230,23 +219,7 @@ impl EventReader for SqliteStore {
     }
 
     async fn sessions(&self, q: &EventQuery) -> Result<Vec<SessionSummary>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT session_id, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last
-             FROM events WHERE 1 = 1",
-        );
-        push_event_filters(&mut qb, q);
-        qb.push(" GROUP BY session_id ORDER BY last DESC, session_id LIMIT ").push_bind(q.limit as i64);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionSummary {
-                    session_id: r.get("session_id"),
-                    events: r.get("n"),
-                    first: Timestamp::from(time(r.get("first"))?),
-                    last: Timestamp::from(time(r.get("last"))?),
-                })
-            })
-            .collect()
+        self.sessions_in(q).await
     }
 
     async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {
