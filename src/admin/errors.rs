@@ -166,7 +166,7 @@ async fn list(admin: Admin, Query(p): Query<ListParams>) -> AdminResult {
         minijinja::context! { value => r, label => format!("{r} (0)"), selected => false }
     }));
     let categories = choices(store, kind, StatsGroup::Category, bounds, filter(false), &p.f.category).await?;
-    let presets = p.f.period.preset_links("/admin/errors/", &p.f.others());
+    let presets = p.f.period.preset_links("/admin/errors/", &p.f.others(), "");
     Ok(admin.page(
         "admin/errors.html",
         minijinja::context! {

@@ -140,7 +140,7 @@ async fn events_list(admin: Admin, Query(mut f): Query<EventFilters>) -> AdminRe
         None => Some(matching(store.count_events(&query, COUNT_CAP).await?, "event", "events")),
     };
     let choices = f.choices(&admin, bounds).await?;
-    let presets = f.period.preset_links("/admin/events/", &f.others());
+    let presets = f.period.preset_links("/admin/events/", &f.others(), "");
     let picker = (f.period.picker(bounds.0), f.period.picker(bounds.1));
     let mut url = |cursor: Option<String>, before: Option<String>| {
         (f.cursor, f.before) = (cursor, before);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::events::{event_row, EventFilters};
 use super::kit::{Admin, AdminResult};
-use super::view::{thousands, Period};
+use super::view::{thousands, Period, ANY_TIME};
 use super::web::{percent_encode, pretty};
 use crate::app::AppState;
 use crate::domain::Timestamp;
@@ -70,7 +70,7 @@ async fn list(admin: Admin, Query(mut f): Query<EventFilters>) -> AdminResult {
         })
         .collect();
     let choices = f.choices(&admin, bounds).await?;
-    let presets = f.period.preset_links("/admin/sessions/", &f.others());
+    let presets = f.period.preset_links("/admin/sessions/", &f.others(), ANY_TIME);
     let picker = (f.period.picker(bounds.0), f.period.picker(bounds.1));
     Ok(admin.page(
         "admin/sessions.html",

@@ -19,6 +19,9 @@ pub const PRESETS: [(&str, &str, i64); 4] = [
     ("30d", "Last 30 days", 30 * 86_400),
 ];
 
+/// The `range` that says "any time" where a list's default is a preset.
+pub const ANY_TIME: &str = "all";
+
 /// Most rows a list counts; beyond that it says "more than".
 pub const COUNT_CAP: u64 = 10_000;
 
@@ -47,6 +50,9 @@ impl Period {
     pub fn bounds(&self, now: DateTime<Utc>) -> Result<Bounds, String> {
         if let Some((_, _, secs)) = PRESETS.iter().find(|(v, _, _)| *v == self.range) {
             return Ok((Some(Timestamp::from(now - Duration::seconds(*secs))), None));
+        }
+        if self.range == ANY_TIME {
+            return Ok((None, None));
         }
         if !self.range.is_empty() {
             return Err(format!("range: choose one of {}", PRESETS.map(|p| p.0).join(", ")));
@@ -77,15 +83,17 @@ impl Period {
     /// `<input type="datetime-local">` wants it.
     pub fn picker(&self, bound: Option<Timestamp>) -> String {
         bound
-            .filter(|_| self.range.is_empty())
+            .filter(|_| self.range.is_empty() || self.range == ANY_TIME)
             .map(|t| (t.as_datetime() - self.offset()).format("%Y-%m-%dT%H:%M").to_string())
             .unwrap_or_default()
     }
 
     /// Links to the presets (and to any time) for a list at `path` whose
-    /// other filters are `others` (without the period).
-    pub fn preset_links(&self, path: &str, others: &impl Serialize) -> Vec<minijinja::Value> {
-        let any = self.range.is_empty() && self.from.is_empty() && self.to.is_empty();
+    /// other filters are `others` (without the period). `any` is the range
+    /// that means any time there: blank, or [`ANY_TIME`] where blank means a preset.
+    pub fn preset_links(&self, path: &str, others: &impl Serialize, any: &str) -> Vec<minijinja::Value> {
+        let chosen_any =
+            (self.range.is_empty() || self.range == ANY_TIME) && self.from.is_empty() && self.to.is_empty();
         let others = pairs(others);
         let link = |range: &str| {
             let mut query = others.clone();
@@ -94,7 +102,7 @@ impl Period {
             }
             link(path, &query)
         };
-        std::iter::once(minijinja::context! { label => "Any time", url => link(""), chosen => any })
+        std::iter::once(minijinja::context! { label => "Any time", url => link(any), chosen => chosen_any })
             .chain(PRESETS.iter().map(|(value, label, _)| {
                 minijinja::context! { label, url => link(value), chosen => *value == self.range }
             }))
@@ -312,6 +320,12 @@ mod tests {
         assert_eq!(from.unwrap().to_string(), "2026-11-28T12:00:00.000000Z");
         assert_eq!(to, None);
         assert!(Period { range: "2w".into(), ..Default::default() }.bounds(Utc::now()).unwrap_err().contains("range"));
+        let any = Period { range: ANY_TIME.into(), ..Default::default() };
+        assert_eq!(any.bounds(Utc::now()).unwrap(), (None, None));
+        let links = any.preset_links("/admin/sessions/", &[("category", "shop")], ANY_TIME);
+        assert_eq!(links[0].get_attr("url").unwrap().to_string(), "/admin/sessions/?category=shop&range=all");
+        assert!(links[0].get_attr("chosen").unwrap().is_true());
+        assert_eq!(links[2].get_attr("url").unwrap().to_string(), "/admin/sessions/?category=shop&range=24h");
     }
 
     #[test]
