@@ -35,7 +35,7 @@ fn migrate_says_what_it_applied() {
     let data = dir.path().to_str().unwrap();
     let first = stderr(&run(&["--data-dir", data, "migrate"], &[]));
     assert!(
-        first.contains("applied 9 migration(s)") && first.contains("1 initial") && first.contains("9 lifecycle"),
+        first.contains("applied 10 migration(s)") && first.contains("1 initial") && first.contains("10 live"),
         "{first}"
     );
     let second = stderr(&run(&["--data-dir", data, "migrate"], &[]));
