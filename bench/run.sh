@@ -6,11 +6,17 @@
 #   DEPLOYMENT=scaled bench/run.sh   # one ingest node + one worker on PostgreSQL and Redis
 #                                    # (PG_URL, default postgres://postgres@127.0.0.1:5432/test;
 #                                    #  a durable redis-server of its own is started)
+#   PREFILL=10000000 bench/run.sh    # also: single events on a store that holds 10M already
+#                                    # (filled once into bench/.prefill-10000000, kept for reruns)
+#   EYE_BIN=/tmp/the-eye-before bench/run.sh   # another build of the binary, for before/after
 #
+# Events carry random (UUIDv4) ids, as clients that make their own send.
 # Prints, from one run on one machine: the HTTP ceiling (a bare axum server
-# answering 202), The Eye's end-to-end rate (accepted AND stored: each run ends
-# when the queue is empty) with 1 and with 100 events per request, ack latency,
-# the latency at half the single-event rate, and the server's peak RSS.
+# answering 202), ingest and spool alone (no workers), The Eye's end-to-end
+# rate (accepted AND stored: each run ends when the queue is empty) with 1 and
+# with 100 events per request, ack latency, the latency at half the
+# single-event rate, and the server's peak RSS; each rate with its ratio to
+# the ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +27,8 @@ CONNS=${CONNECTIONS:-64}
 BATCH_CONNS=${BATCH_CONNECTIONS:-16}
 ADDR=127.0.0.1:8077
 LOADGEN=target/release/loadgen
+EYE=${EYE_BIN:-target/release/the-eye}
+PREFILL=${PREFILL:-0}
 
 cargo build --release --workspace --quiet
 # One load generator is one client address: lift the per-address and
@@ -62,11 +70,11 @@ start_scaled() { # sets PIDS to "ingest worker redis" and EYE_ENV
     BENCH_DB="$db"
     until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
     export THE_EYE_DATABASE_URL="${PG_URL%/*}/$db" THE_EYE_REDIS_URL="redis://127.0.0.1:$port" THE_EYE_LOG=warn
-    target/release/the-eye --data-dir "$dir" migrate 2>/dev/null
-    KEY=$(target/release/the-eye --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-    target/release/the-eye --data-dir "$dir" serve --listen "$ADDR" --no-worker &
+    "$EYE" --data-dir "$dir" migrate 2>/dev/null
+    KEY=$("$EYE" --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+    "$EYE" --data-dir "$dir" serve --listen "$ADDR" --no-worker &
     local ingest_pid=$!
-    target/release/the-eye --data-dir "$dir" worker &
+    "$EYE" --data-dir "$dir" worker &
     PIDS="$ingest_pid $! $redis_pid"
 }
 
@@ -77,19 +85,22 @@ stop_scaled() {
     psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
 }
 
-run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out)
-    local dir pid rss_kb=0
-    dir=$(mktemp -d)
+run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 workers (default: the default), $6 data dir to reuse
+    local dir pid rss_kb=0 drain=--drain workers=${5:-}
+    dir=${6:-$(mktemp -d)}
+    if [ -n "$workers" ]; then export THE_EYE_WORKERS=$workers; fi
+    if [ "$workers" = 0 ]; then drain=; fi
     if [ "$DEPLOYMENT" = scaled ]; then
         start_scaled "$dir"
     else
-        KEY=$(target/release/the-eye --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-        THE_EYE_LOG=warn target/release/the-eye --data-dir "$dir" serve --listen "$ADDR" &
+        KEY=$("$EYE" --data-dir "$dir" apps create --name "bench-$RANDOM" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+        THE_EYE_LOG=warn "$EYE" --data-dir "$dir" serve --listen "$ADDR" &
         PIDS=$!
     fi
+    unset THE_EYE_WORKERS
     wait_for_port
     local out
-    out=$($LOADGEN --addr "$ADDR" --key "$KEY" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" --drain --json)
+    out=$($LOADGEN --addr "$ADDR" --key "$KEY" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" $drain --random-ids --json)
     for pid in $PIDS; do # peak RSS of The Eye's processes, summed
         rss_kb=$((rss_kb + $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")))
     done
@@ -99,20 +110,40 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out)
     else
         kill -TERM "$PIDS"; wait "$PIDS" || true
     fi
-    rm -rf "$dir"
-    echo "$out" > "/tmp/the-eye-bench-$1.json"
-    printf '%-28s %8s events/s stored end to end   ack p50 %6s µs  p99 %6s µs   peak RSS %s MB\n' \
-        "$1" "$(field "$out" "round(stored_events_per_s)")" "$(field "$out" "latency_us['p50']")" \
-        "$(field "$out" "latency_us['p99']")" "$((rss_kb / 1024))"
-    LAST_RATE=$(field "$out" "round(stored_events_per_s)")
+    if [ -z "${6:-}" ]; then rm -rf "$dir"; fi
+    echo "$out" > "/tmp/the-eye-bench-${1// /-}.json"
+    local rate what=stored ratio
+    if [ -n "$drain" ]; then rate=$(field "$out" "round(stored_events_per_s)"); else rate=$(field "$out" "round(accepted_events_per_s)"); what=accepted; fi
+    # Events per second against the ceiling's requests per second: for one
+    # event a request, the share of the machine's HTTP limit this path keeps.
+    ratio=$(python3 -c "print(f'{$rate / $ceiling_rps:.2f}' if $2 == 1 else '-')")
+    printf '%-36s %8s events/s %-8s ratio %4s   ack p50 %6s µs  p99 %6s µs   peak RSS %s MB\n' \
+        "$1" "$rate" "$what" "$ratio" \
+        "$(field "$out" "latency_us['p50']")" "$(field "$out" "latency_us['p99']")" "$((rss_kb / 1024))"
+    LAST_RATE=$rate
     LAST_RPS=$(field "$out" "round(requests_per_s)")
 }
 
+if [ "$DEPLOYMENT" != scaled ]; then
+    run_eye "ingest + spool only (no workers)" 1 "$CONNS" 0 0
+fi
 run_eye "1 event per request" 1 "$CONNS" 0
 single=$LAST_RATE
 single_rps=$LAST_RPS
 run_eye "100 events per request" 100 "$BATCH_CONNS" 0
 half=$((single_rps / 2))
 run_eye "1 event at half that rate" 1 "$CONNS" "$half"
+if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
+    filled="bench/.prefill-$PREFILL"
+    if [ ! -f "$filled/the-eye.db" ]; then
+        echo "filling a store with $PREFILL events (once; kept in $filled)..."
+        target/release/prefill --data-dir "$filled" --events "$PREFILL" >/dev/null
+    fi
+    copy=$(mktemp -d)
+    cp "$filled"/the-eye.db* "$copy"/
+    run_eye "1 event per request, $PREFILL stored" 1 "$CONNS" 0 "" "$copy"
+    rm -rf "$copy"
+    python3 -c "print(f'rate with {$PREFILL} stored / rate on an empty store: {$LAST_RATE / $single:.2f}')"
+fi
 echo
 python3 -c "print(f'ratio of single-event rate to HTTP ceiling: {$single / $ceiling_rps:.2f}')"

@@ -40,7 +40,15 @@ struct Args {
     /// Write key of a server-side application (`the-eye apps create --name bench`).
     #[arg(long, default_value = "")]
     key: String,
+    /// Random (UUIDv4) event ids, as clients that make their own send, instead
+    /// of the tracker's time-ordered ones: the store's unique index is then
+    /// written all over rather than at its end.
+    #[arg(long)]
+    random_ids: bool,
 }
+
+/// Whether event ids are random (`--random-ids`), set once at start.
+static RANDOM_IDS: AtomicBool = AtomicBool::new(false);
 
 struct Totals {
     accepted_events: AtomicU64,
@@ -58,7 +66,7 @@ fn event(conn: usize, seq: u64, i: usize) -> String {
             r#"{{"event_id":"{}","session_id":"bench-{}","category":"page interaction","name":"pageview","#,
             r#""data":{{"host":"bench.example","path":"/p/{}/{}"}},"timestamp":"{}"}}"#
         ),
-        uuid::Uuid::now_v7(),
+        if RANDOM_IDS.load(Ordering::Relaxed) { uuid::Uuid::new_v4() } else { uuid::Uuid::now_v7() },
         conn,
         seq,
         i,
@@ -152,6 +160,7 @@ async fn queue_depth(addr: &str) -> anyhow::Result<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    RANDOM_IDS.store(args.random_ids, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let totals = Arc::new(Totals {
         accepted_events: AtomicU64::new(0),

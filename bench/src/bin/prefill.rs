@@ -1,0 +1,65 @@
+//! Fills a data dir's store with `--events` events before a benchmark, so
+//! that the end-to-end rate can be measured on a big store, not an empty one.
+//! Events carry random (UUIDv4) ids, as the load generator's `--random-ids`
+//! do, and times spread over the last 30 days; they go in through
+//! `Store::write` in batches of 5,000, as the workers write.
+//!
+//! `cargo run --release -p the-eye-bench --bin prefill -- --data-dir DIR --events 10000000`
+
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use clap::Parser;
+use the_eye::domain::{Timestamp, ValidEvent};
+use the_eye::store::{self, NewEvent, WriteBatch};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The data dir whose `the-eye.db` is filled (created and migrated if new).
+    #[arg(long)]
+    data_dir: std::path::PathBuf,
+    /// How many events to add.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: usize,
+}
+
+const BATCH: usize = 5000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data_dir)?;
+    let url = format!("sqlite://{}", args.data_dir.join("the-eye.db").display());
+    let store = store::open(&url).await?;
+    store.migrate().await?;
+    let now = Utc::now();
+    let month_ms = 30 * 24 * 3600 * 1000;
+    let start = Instant::now();
+    for chunk in 0..args.events.div_ceil(BATCH) {
+        let mut batch = WriteBatch::default();
+        for i in 0..BATCH.min(args.events - chunk * BATCH) {
+            let n = chunk * BATCH + i;
+            let at = now - Duration::milliseconds((n as i64 * 7919) % month_ms);
+            let data = serde_json::json!({"host": "bench.example", "path": format!("/p/{}", n % 10_000)});
+            batch.events.push(NewEvent {
+                event: ValidEvent {
+                    event_id: uuid::Uuid::new_v4(),
+                    session_id: format!("prefill-{}", n % 100_000),
+                    category: "page interaction".into(),
+                    name: "pageview".into(),
+                    data: data.as_object().cloned().unwrap_or_default(),
+                    timestamp: Timestamp::from(at),
+                },
+                received_at: at,
+                application: None,
+            });
+        }
+        store.write(&batch).await?;
+        if chunk % 200 == 199 {
+            let done = (chunk + 1) * BATCH;
+            eprintln!("{done} events, {:.0}/s", done as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    println!("prefilled {} events in {:.1} s", args.events, start.elapsed().as_secs_f64());
+    Ok(())
+}
