@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One scenario against one build, for comparing two builds in turns:
+#
+#   for i in 1 2 3; do bench/once.sh /tmp/the-eye-before accepted; bench/once.sh target/release/the-eye accepted; done
+#
+#   bench/once.sh BIN accepted [BATCH] [CONNECTIONS] [SECONDS]   # ingest and spool alone (no workers)
+#   bench/once.sh BIN stored   [BATCH] [CONNECTIONS] [SECONDS]   # end to end, until the queue is empty
+#
+# Prints the rate, ack p50 and p99 (µs) and the server's peak RSS. Random
+# (UUIDv4) event ids, rate limits off, a fresh data dir. Build first:
+# cargo build --release --workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$1; MODE=${2:-accepted}; BATCH=${3:-1}; CONNS=${4:-64}; SECS=${5:-8}; ADDR=127.0.0.1:8078
+dir=$(mktemp -d)
+KEY=$("$BIN" --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+workers=; drain=--drain
+if [ "$MODE" = accepted ]; then workers=0; drain=; fi
+env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${workers:+THE_EYE_WORKERS=$workers} \
+    "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
+pid=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break; sleep 0.1; done
+out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "$CONNS" --seconds "$SECS" --batch "$BATCH" --random-ids $drain --json)
+rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+rm -rf "$dir"
+python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f\"{round(d['${MODE}_events_per_s'])} events/s $MODE  p50 {d['latency_us']['p50']} µs  p99 {d['latency_us']['p99']} µs  peak RSS {sys.argv[2]} MB\")" "$out" "$rss"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# A perf profile of the server on the single-event path: 64 connections, one
+# event a request, two workers storing, 8 s sampled at 499 Hz.
+#
+#   bench/profile.sh [BIN]    # then: perf report -i bench/perf.data --no-children --sort comm,dso,sym
+#
+# Build with line tables for readable stacks: cargo build --profile profiling.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/the-eye}; ADDR=127.0.0.1:8079
+dir=$(mktemp -d)
+KEY=$("$BIN" --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_WORKERS=2 THE_EYE_LOG=error \
+    "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
+pid=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break; sleep 0.1; done
+target/release/loadgen --addr "$ADDR" --key "$KEY" --connections 64 --seconds 12 --batch 1 --random-ids >/dev/null &
+load=$!
+sleep 2
+perf record -F 499 -g -p "$pid" -o bench/perf.data -- sleep 8
+wait "$load"
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+rm -rf "$dir"
+perf report -i bench/perf.data --no-children --sort comm --stdio -g none 2>/dev/null | grep '%' | head -5
+perf report -i bench/perf.data --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep '%' | head -25
