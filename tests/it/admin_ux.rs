@@ -52,6 +52,7 @@ at_both_widths!(
     the_live_view_shows_what_another_writer_stores_and_pauses_and_clears,
     a_session_tells_its_story_with_its_errors_in_place,
     an_unknown_category_is_created_from_its_error_in_one_click_then_replayed,
+    volumes_and_charts_say_their_numbers,
 );
 
 /// A browser whose window is `width` × `height`, or `None` (SKIPPED).
@@ -545,5 +546,63 @@ async fn an_unknown_category_is_created_from_its_error_in_one_click_then_replaye
     b.client.find(Locator::Css("main tbody a[href*='username=ada']")).await.unwrap().click().await.unwrap();
     b.wait_until("ada's entries", |p| p.contains("username=ada")).await;
     assert!(b.text("main tbody").await.contains("replay all matching"));
+    b.close().await;
+}
+
+/// Volumes and charts: a bar a day with its count on hover, totals and last
+/// seen for categories, event types and applications; the dashboard's charts
+/// with a y-axis and a tooltip per bar.
+async fn volumes_and_charts_say_their_numbers(b: Browser) {
+    let (app, _) = app_with_user().await;
+    let now = Utc::now();
+    let batch: Vec<Value> = (0..12)
+        .map(|i| {
+            // Today (a second ago) and yesterday at noon, whatever the time of day.
+            let yesterday = the_eye::store::floor_to(now, 86_400) - Duration::hours(12);
+            let at = if i % 2 == 0 { now - Duration::seconds(1) } else { yesterday };
+            event("v", "page interaction", "pageview", &format!("/p/{i}"), at)
+        })
+        .collect();
+    app.accept(&json!(batch)).await;
+    app.process().await;
+    assert_eq!(app.events().await.len(), 12);
+    log_in(&b, &app).await;
+
+    b.open(&app.url("/admin/categories/")).await;
+    let row = b.client.find(Locator::XPath("//main//tr[td/a[text()='page interaction']]")).await.unwrap();
+    let cells: Vec<String> = {
+        let mut out = Vec::new();
+        for cell in row.find_all(Locator::Css("td")).await.unwrap() {
+            out.push(cell.text().await.unwrap());
+        }
+        out
+    };
+    assert_eq!(cells[3], "12", "the total of 30 days: {cells:?}");
+    assert!(cells[4].contains("min ago") || cells[4].contains("just now"), "last seen: {cells:?}");
+    let bars = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('svg.spark')[0].querySelectorAll('rect title')].map((t) => t.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let bars: Vec<String> = serde_json::from_value(bars).unwrap();
+    assert_eq!(bars.len(), 30, "a bar a day");
+    assert!(bars.last().unwrap().ends_with(": 6") && bars[28].ends_with(": 6"), "today and yesterday: {bars:?}");
+
+    b.open(&app.url("/admin/applications/")).await;
+    assert!(b.text("main tbody").await.contains("12"), "the test app's total");
+
+    b.open(&app.url("/admin/?range=day")).await;
+    let axis = b.text(".chart .yaxis").await;
+    assert_eq!(axis.split_whitespace().collect::<Vec<_>>(), ["6", "3", "0"], "the y-axis: the tallest bar, half, 0");
+    let tips = b
+        .client
+        .execute("return [...document.querySelectorAll('.chart rect title')].map((t) => t.textContent)", vec![])
+        .await
+        .unwrap();
+    let tips: Vec<String> = serde_json::from_value(tips).unwrap();
+    assert!(tips.iter().any(|t| t.ends_with("page interaction: 6")), "{tips:?}");
     b.close().await;
 }
