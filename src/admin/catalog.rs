@@ -2,6 +2,8 @@
 //! Schema is compiled before it is saved, and a preview shows which recent
 //! errors of its category the change would let through.
 
+use std::collections::{BTreeMap, HashMap};
+
 use axum::extract::{Form, Path};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -115,43 +117,35 @@ async fn edit(admin: Admin, Path(id): Path<i64>) -> AdminResult {
     let filter = TallyFilter { category: Some(c.name.clone()), ..Default::default() };
     let now = admin.state.clock.now();
     let volumes = volumes(admin.state.store.as_ref(), StatsKind::Events, StatsGroup::Name, filter, now).await?;
-    let mut page = category_page(&admin, &c, None, &TypeForm::default(), StatusCode::OK);
-    // Names this category's events carried lately that are not declared.
-    let undeclared: Vec<_> = volumes
-        .iter()
-        .filter_map(|(key, v)| {
-            let name = key.strip_prefix(&format!("{}/", c.name))?;
-            (!c.types.iter().any(|t| t.name == name)).then(|| minijinja::context! { name, v => v.clone() })
-        })
-        .collect();
-    if !volumes.is_empty() {
-        let types: Vec<_> = c
-            .types
-            .iter()
-            .map(|t| minijinja::context! { v => volumes.get(&format!("{}/{}", c.name, t.name)).cloned() })
-            .collect();
-        page = admin.page(
-            "admin/category.html",
-            minijinja::context! {
-                c => category_view(&c), error => None::<String>,
-                t => minijinja::Value::from_serialize(TypeForm::default()), type_volumes => types, undeclared,
-            },
-        );
-    }
-    Ok(page)
+    Ok(category_page(&admin, &c, None, &TypeForm::default(), StatusCode::OK, &volumes))
 }
 
+/// A category's page; `volumes` are its names' (see [`volumes`]), empty
+/// where the page is shown again after a mistake in a form.
 fn category_page(
     admin: &Admin,
     c: &Category,
     error: Option<String>,
     type_form: &TypeForm,
     status: StatusCode,
+    volumes: &HashMap<String, minijinja::Value>,
 ) -> Response {
+    let prefix = format!("{}/", c.name);
+    let by_name: BTreeMap<&str, &minijinja::Value> =
+        volumes.iter().filter_map(|(key, v)| Some((key.strip_prefix(&prefix)?, v))).collect();
+    // Names this category's events carried lately that are not declared.
+    let undeclared: Vec<_> = by_name
+        .iter()
+        .filter(|(name, _)| !c.types.iter().any(|t| t.name == **name))
+        .map(|(name, v)| minijinja::context! { name, v => (*v).clone() })
+        .collect();
     admin.page_with(
         status,
         "admin/category.html",
-        minijinja::context! { c => category_view(c), error, t => minijinja::Value::from_serialize(type_form) },
+        minijinja::context! {
+            c => category_view(c), error, t => minijinja::Value::from_serialize(type_form),
+            type_volumes => by_name, undeclared,
+        },
     )
 }
 
@@ -237,7 +231,7 @@ async fn handle_type(admin: &Admin, id: i64, type_id: Option<i64>, form: TypeFor
     }
     let back = |error: String| {
         Ok(if type_id.is_none() && form.action != "preview" {
-            category_page(admin, &category, Some(error), &form, StatusCode::BAD_REQUEST)
+            category_page(admin, &category, Some(error), &form, StatusCode::BAD_REQUEST, &HashMap::new())
         } else {
             type_page(admin, &category, type_id, &form, Some(error), None, StatusCode::BAD_REQUEST)
         })

@@ -76,17 +76,6 @@ impl ErrorFilters {
     fn others(&self) -> Self {
         Self { period: Period::default(), ..self.clone() }
     }
-
-    /// The filters as hidden fields of a form that acts on what they match.
-    fn fields(&self) -> Vec<(&'static str, String)> {
-        let p = &self.period;
-        [("reason", &self.reason), ("category", &self.category), ("range", &p.range), ("from", &p.from)]
-            .into_iter()
-            .chain([("to", &p.to), ("tz", &p.tz)])
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k, v.clone()))
-            .collect()
-    }
 }
 
 /// What the list page shows after an action.
@@ -122,19 +111,28 @@ const KNOWN_REASONS: &[&str] = &[
     "store_rejected",
 ];
 
+/// An error's reason codes, as the pages show them: `schema, required`.
+pub(super) fn codes(e: &StoredError) -> String {
+    e.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The start of a raw payload, as the lists show it.
+pub(super) fn preview(raw: &str) -> String {
+    raw.chars().take(160).collect()
+}
+
 fn error_row(e: &StoredError) -> minijinja::Value {
-    let codes: Vec<&str> = e.reasons.iter().map(|r| r.code.as_str()).collect();
     minijinja::context! {
         id => e.id,
         event_id => e.event_id.to_string(),
         received_at => Timestamp::from(e.received_at).to_string(),
         category => e.category,
-        codes => codes.join(", "),
+        codes => codes(e),
         application => e.application,
         edited_by => e.edited_by,
         session_id => crate::store::session_of(&e.raw),
         name => crate::store::name_of(&e.raw),
-        preview => e.raw.chars().take(160).collect::<String>(),
+        preview => preview(&e.raw),
     }
 }
 
@@ -170,7 +168,8 @@ async fn list(admin: Admin, Query(p): Query<ListParams>) -> AdminResult {
     Ok(admin.page(
         "admin/errors.html",
         minijinja::context! {
-            f => p.f, fields => p.f.fields(), errors, older_url, newer_url, newest_url, error, count, reasons,
+            // The filters as hidden fields of the forms that act on what they match.
+            fields => pairs(&p.f), f => p.f, errors, older_url, newer_url, newest_url, error, count, reasons,
             categories, presets, from_local => p.f.period.picker(bounds.0), to_local => p.f.period.picker(bounds.1),
             replayed => p.replayed, failing => p.failing, deleted => p.deleted,
             continue_after => p.more_after.map(|id| id.to_string()), none_selected => p.none_selected.is_some(),
@@ -193,7 +192,7 @@ struct DetailParams {
 
 async fn detail(admin: Admin, Path(id): Path<i64>, Query(p): Query<DetailParams>) -> AdminResult {
     let e = find(&admin, id).await?;
-    Ok(render_detail_with(&admin, &e, None, p.failing.is_some(), StatusCode::OK, p.fixed))
+    Ok(render_detail(&admin, &e, None, p.failing.is_some(), StatusCode::OK, p.fixed))
 }
 
 /// A change to the catalog that would let an error through, offered on its
@@ -279,11 +278,9 @@ async fn fix(admin: Admin, Path(id): Path<i64>, Form(form): Form<FixForm>) -> Ad
     Ok(Redirect::to(&format!("/admin/errors/{id}/?fixed={done}")).into_response())
 }
 
-fn render_detail(admin: &Admin, e: &StoredError, payload: Option<&str>, failing: bool, status: StatusCode) -> Response {
-    render_detail_with(admin, e, payload, failing, status, None)
-}
-
-fn render_detail_with(
+/// An error's page; `payload` is an edit to show instead of the stored one,
+/// `fixed` the notice of a catalog fix just made.
+fn render_detail(
     admin: &Admin,
     e: &StoredError,
     payload: Option<&str>,
@@ -471,7 +468,7 @@ async fn replay_one(admin: Admin, Path(id): Path<i64>, Form(form): Form<ReplayOn
                 "invalid_json",
                 format!("the edited payload is not JSON: {e}"),
             )];
-            return Ok(render_detail(&admin, &shown, Some(p), true, StatusCode::BAD_REQUEST));
+            return Ok(render_detail(&admin, &shown, Some(p), true, StatusCode::BAD_REQUEST, None));
         }
     }
     let (replayed, _) = replay(&admin, std::slice::from_ref(&error), edited.as_deref()).await?;

@@ -94,7 +94,7 @@ pub(super) fn text(s: &str) -> Option<String> {
 }
 
 /// The `path` of an event's data, if it has one (the tracker's page views do).
-fn path_of(data: &serde_json::value::RawValue) -> String {
+pub(super) fn path_of(data: &serde_json::value::RawValue) -> String {
     serde_json::from_str::<serde_json::Value>(data.get())
         .ok()
         .and_then(|d| d.get("path").and_then(|p| p.as_str()).map(str::to_string))

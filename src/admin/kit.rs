@@ -48,10 +48,11 @@ impl Admin {
 
     /// A confirmation page whose button posts to `action`.
     pub fn confirm(&self, heading: &str, text: &str, action: &str, back: &str) -> Response {
-        web::confirm(&self.session, heading, text, action, back)
+        self.confirm_with(heading, text, action, back, Vec::new(), "")
     }
 
-    /// A confirmation page whose button (labelled `button`) posts `fields` to `action`.
+    /// A confirmation page whose button (labelled `button`; a blank one is
+    /// the danger button "Yes, I'm sure") posts `fields` to `action`.
     pub fn confirm_with(
         &self,
         heading: &str,

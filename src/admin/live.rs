@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -61,7 +61,6 @@ fn rows(text: &str) -> Option<(i64, i64)> {
 
 async fn stream_of(
     admin: Admin,
-    State(state): State<AppState>,
     headers: HeaderMap,
     Query(p): Query<StreamParams>,
 ) -> Result<impl IntoResponse, super::kit::AdminError> {
@@ -80,7 +79,7 @@ async fn stream_of(
         limit: PER_POLL,
         ..Default::default()
     });
-    Ok(Sse::new(feed(state, events, errors, start)).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(feed(admin.state, events, errors, start)).keep_alive(KeepAlive::default()))
 }
 
 /// What the stream sends, poll by poll.
@@ -145,14 +144,12 @@ async fn poll(
     let events: Rows = new_events
         .iter()
         .map(|e| {
-            let row = super::events::event_row(e);
-            let path = row.get_attr("path").ok().map(|p| p.to_string()).unwrap_or_default();
             let json = serde_json::json!({
                 "time": e.timestamp.to_string(),
                 "category": e.category,
                 "name": e.name,
                 "session_id": e.session_id,
-                "path": path,
+                "path": super::events::path_of(&e.data),
                 "application": e.application,
                 "href": format!("/admin/events/{}/", e.event_id),
                 "session_href": format!("/admin/sessions/{}/", segment(&e.session_id)),
@@ -166,14 +163,13 @@ async fn poll(
     let errors: Rows = found
         .iter()
         .map(|e| {
-            let codes: Vec<&str> = e.reasons.iter().map(|r| r.code.as_str()).collect();
             let session = crate::store::session_of(&e.raw);
             let json = serde_json::json!({
                 "time": Timestamp::from(e.received_at).to_string(),
                 "category": e.category,
-                "codes": codes.join(", "),
+                "codes": super::errors::codes(e),
                 "session_id": session,
-                "preview": e.raw.chars().take(160).collect::<String>(),
+                "preview": super::errors::preview(&e.raw),
                 "application": e.application,
                 "href": format!("/admin/errors/{}/", e.id),
                 "session_href": session.as_deref().map(|s| format!("/admin/sessions/{}/", segment(s))),

@@ -10,14 +10,15 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
-use super::events::{event_row, EventFilters};
+use super::errors::codes;
+use super::events::{event_row, path_of, EventFilters};
 use super::kit::{Admin, AdminResult};
 use super::view::{thousands, Period, ANY_TIME};
 use super::web::{percent_encode, pretty};
 use crate::app::AppState;
 use crate::domain::Timestamp;
 use crate::paging::{event_cursor, next_cursor};
-use crate::store::{ErrorQuery, EventQuery, Order};
+use crate::store::{timestamp_of, ErrorQuery, EventQuery, Order, SessionSummary};
 
 /// Sessions the list shows at most.
 const LIST: usize = 100;
@@ -57,18 +58,7 @@ async fn list(admin: Admin, Query(mut f): Query<EventFilters>) -> AdminResult {
     let query = EventQuery { limit: LIST, ..f.query(bounds) };
     let found = admin.state.store.sessions(&query).await?;
     let full = found.len() == LIST;
-    let sessions: Vec<_> = found
-        .iter()
-        .map(|s| {
-            minijinja::context! {
-                session_id => s.session_id,
-                events => thousands(s.events.max(0) as u64),
-                first => s.first.to_string(),
-                last => s.last.to_string(),
-                duration => span(s.last.as_datetime() - s.first.as_datetime()),
-            }
-        })
-        .collect();
+    let sessions: Vec<_> = found.iter().map(summary_row).collect();
     let choices = f.choices(&admin, bounds).await?;
     let presets = f.period.preset_links("/admin/sessions/", &f.others(), ANY_TIME);
     let picker = (f.period.picker(bounds.0), f.period.picker(bounds.1));
@@ -85,6 +75,17 @@ async fn list(admin: Admin, Query(mut f): Query<EventFilters>) -> AdminResult {
 struct TimelineParams {
     cursor: Option<String>,
     erased: Option<String>,
+}
+
+/// A session's summary as the pages show it.
+fn summary_row(s: &SessionSummary) -> minijinja::Value {
+    minijinja::context! {
+        session_id => s.session_id,
+        events => thousands(s.events.max(0) as u64),
+        first => s.first.to_string(),
+        last => s.last.to_string(),
+        duration => span(s.last.as_datetime() - s.first.as_datetime()),
+    }
 }
 
 /// One step of a session: an event or an event error, at its time.
@@ -118,21 +119,15 @@ async fn timeline(admin: Admin, Path(session_id): Path<String>, Query(q): Query<
         .collect();
     // An error stands where its payload says it happened, if it says so
     // readably; else where it was received.
-    let when = |e: &crate::store::StoredError| {
-        serde_json::from_str::<serde_json::Value>(&e.raw)
-            .ok()
-            .and_then(|v| v.get("timestamp").and_then(|t| t.as_str()).and_then(|t| Timestamp::parse(t).ok()))
-            .map(Timestamp::as_datetime)
-            .unwrap_or(e.received_at)
-    };
-    steps.extend(errors.iter().filter(|e| in_page(when(e))).map(|e| {
-        let codes: Vec<&str> = e.reasons.iter().map(|r| r.code.as_str()).collect();
+    let when =
+        |e: &crate::store::StoredError| timestamp_of(&e.raw).map(Timestamp::as_datetime).unwrap_or(e.received_at);
+    steps.extend(errors.iter().map(|e| (when(e), e)).filter(|(at, _)| in_page(*at)).map(|(at, e)| {
         let first = e.reasons.first().map(|r| r.message.clone()).unwrap_or_default();
         Step {
-            at: when(e),
+            at,
             row: minijinja::context! {
-                kind => "error", id => e.id, timestamp => Timestamp::from(when(e)).to_string(),
-                category => e.category, codes => codes.join(", "), message => first, data => pretty(&e.raw),
+                kind => "error", id => e.id, timestamp => Timestamp::from(at).to_string(),
+                category => e.category, codes => codes(e), message => first, data => pretty(&e.raw),
             },
         }
     }));
@@ -148,21 +143,14 @@ async fn timeline(admin: Admin, Path(session_id): Path<String>, Query(q): Query<
         .collect();
     // The path taken: the pages visited, a page repeated in a row once.
     let mut path: Vec<String> = Vec::new();
-    for e in page.items.iter().map(event_row) {
-        let p = e.get_attr("path").ok().and_then(|p| p.as_str().map(str::to_string)).unwrap_or_default();
+    for p in page.items.iter().map(|e| path_of(&e.data)) {
         if !p.is_empty() && path.last() != Some(&p) {
             path.push(p);
         }
     }
     let segment = percent_encode(&session_id, b"-_.~");
     let next_url = page.next.map(|c| format!("/admin/sessions/{segment}/?cursor={}", next_cursor(c, Order::Asc)));
-    let summary = summary.map(|s| {
-        minijinja::context! {
-            events => thousands(s.events.max(0) as u64),
-            first => s.first.to_string(), last => s.last.to_string(),
-            duration => span(s.last.as_datetime() - s.first.as_datetime()),
-        }
-    });
+    let summary = summary.as_ref().map(summary_row);
     let erased = q.erased.as_deref().map(erased_message);
     Ok(admin.page(
         "admin/session.html",

@@ -235,7 +235,7 @@ pub async fn volumes(
     Ok(by_key
         .into_iter()
         .map(|(key, (counts, last_day))| {
-            let total: i64 = counts.iter().sum();
+            let total = thousands(counts.iter().sum::<i64>().max(0) as u64);
             let max = counts.iter().copied().max().unwrap_or(0).max(1);
             let bars: Vec<_> = counts
                 .iter()
@@ -255,8 +255,8 @@ pub async fn volumes(
             };
             let (last_seen, last_exact) = last_seen.map(|(t, exact)| (Some(t), exact)).unwrap_or((None, false));
             let volume = minijinja::context! {
-                bars, total => thousands(total.max(0) as u64), max, last_seen, last_exact,
-                label => format!("{} in the last {VOLUME_DAYS} days, at most {max} a day", thousands(total.max(0) as u64)),
+                label => format!("{total} in the last {VOLUME_DAYS} days, at most {max} a day"),
+                bars, total, max, last_seen, last_exact,
             };
             (key, volume)
         })

@@ -89,11 +89,6 @@ pub(super) fn page_with(status: StatusCode, session: &AdminSession, name: &str, 
     response
 }
 
-/// A confirmation page whose button posts to `action`.
-pub(super) fn confirm(session: &AdminSession, heading: &str, text: &str, action: &str, back: &str) -> Response {
-    page(session, "admin/confirm.html", minijinja::context! { heading, text, action, back })
-}
-
 /// Records what an admin did; a failure to record is logged, not shown.
 pub(super) async fn audit(state: &AppState, session: &AdminSession, action: &str, object: &str, detail: String) {
     let entry = crate::store::AdminAction {

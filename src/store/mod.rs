@@ -142,6 +142,7 @@ struct Probe {
     category: Option<serde_json::Value>,
     session_id: Option<serde_json::Value>,
     name: Option<serde_json::Value>,
+    timestamp: Option<serde_json::Value>,
 }
 
 fn probe(raw: &str) -> Option<Probe> {
@@ -161,6 +162,11 @@ pub fn session_of(raw: &str) -> Option<String> {
 /// The `name` string of a raw payload, if any.
 pub fn name_of(raw: &str) -> Option<String> {
     probe(raw)?.name?.as_str().map(str::to_string)
+}
+
+/// The `timestamp` of a raw payload, if it has one that reads as a time.
+pub fn timestamp_of(raw: &str) -> Option<Timestamp> {
+    Timestamp::parse(probe(raw)?.timestamp?.as_str()?).ok()
 }
 
 /// Sort direction of a listing.
