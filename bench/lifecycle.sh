@@ -40,14 +40,8 @@ measure() {
     echo "$((rss_kb / 1024)) $secs"
 }
 
-wait_for_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "server did not start on $ADDR" >&2
-    exit 1
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 echo
 echo "== 2. export"
@@ -64,7 +58,7 @@ done
 token=$($BIN --data-dir "$WORK/export" tokens create --name bench 2>/dev/null)
 $BIN --data-dir "$WORK/export" serve --listen $ADDR --no-worker 2>/dev/null &
 server=$!
-wait_for_port
+wait_for_port 200
 rss_before=$(awk '/VmRSS/ {print int($2 / 1024)}' /proc/$server/status)
 start=$(date +%s.%N)
 bytes=$(curl -fsS -H "Authorization: Bearer $token" "http://$ADDR/api/export?format=ndjson" | wc -c)
@@ -85,14 +79,14 @@ month = 30 * 86400 * 1000000
 db.execute("UPDATE events SET occurred_at = occurred_at - ?", (month,))
 db.commit()
 EOF
-key=$($BIN --data-dir "$WORK/retention" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+key=$(app_key "$BIN" "$WORK/retention")
 run_load() { # label
     target/release/loadgen --addr $ADDR --key "$key" --connections 16 --seconds "$SECS" --batch 1 --rate "$RATE" --json
 }
 field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))" "$1" "$2"; }
 THE_EYE_UPKEEP_INTERVAL_SECS=3600 $BIN --data-dir "$WORK/retention" serve --listen $ADDR &
 server=$!
-wait_for_port
+wait_for_port 200
 base=$(run_load)
 kill $server; wait $server 2>/dev/null || true
 printf 'without retention:  ack p50 %6s µs  p99 %6s µs  max %6s µs\n' \
@@ -100,7 +94,7 @@ printf 'without retention:  ack p50 %6s µs  p99 %6s µs  max %6s µs\n' \
 THE_EYE_LOG=info THE_EYE_LOG_FORMAT=json THE_EYE_RETENTION_DAYS=7 THE_EYE_UPKEEP_INTERVAL_SECS=3600 \
     $BIN --data-dir "$WORK/retention" serve --listen $ADDR 2>"$WORK/retention.log" &
 server=$!
-wait_for_port
+wait_for_port 200
 during=$(run_load)
 for _ in $(seq 1 600); do grep -q "retention removed old data" "$WORK/retention.log" && break; sleep 1; done
 kill $server; wait $server 2>/dev/null || true

@@ -11,15 +11,17 @@
 # cargo build --release --workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 BIN=$1; MODE=${2:-accepted}; BATCH=${3:-1}; CONNS=${4:-64}; SECS=${5:-8}; ADDR=127.0.0.1:8078
 dir=$(mktemp -d)
-KEY=$("$BIN" --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+KEY=$(app_key "$BIN" "$dir")
 workers=; drain=--drain
 if [ "$MODE" = accepted ]; then workers=0; drain=; fi
 env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${workers:+THE_EYE_WORKERS=$workers} \
     "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
 pid=$!
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break; sleep 0.1; done
+wait_for_port
 out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "$CONNS" --seconds "$SECS" --batch "$BATCH" --random-ids $drain --json)
 rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true

@@ -7,13 +7,15 @@
 # Build with line tables for readable stacks: cargo build --profile profiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 BIN=${1:-target/release/the-eye}; ADDR=127.0.0.1:8079
 dir=$(mktemp -d)
-KEY=$("$BIN" --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+KEY=$(app_key "$BIN" "$dir")
 THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_WORKERS=2 THE_EYE_LOG=error \
     "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
 pid=$!
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break; sleep 0.1; done
+wait_for_port
 target/release/loadgen --addr "$ADDR" --key "$KEY" --connections 64 --seconds 12 --batch 1 --random-ids >/dev/null &
 load=$!
 sleep 2

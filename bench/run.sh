@@ -35,14 +35,8 @@ cargo build --release --workspace --quiet
 # per-application limits, which would otherwise answer most requests with 429.
 export THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off
 
-wait_for_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "server did not start on $ADDR" >&2
-    exit 1
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))" "$1" "$2"; }
 
@@ -71,7 +65,7 @@ start_scaled() { # sets PIDS to "ingest worker redis" and EYE_ENV
     until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
     export THE_EYE_DATABASE_URL="${PG_URL%/*}/$db" THE_EYE_REDIS_URL="redis://127.0.0.1:$port" THE_EYE_LOG=warn
     "$EYE" --data-dir "$dir" migrate 2>/dev/null
-    KEY=$("$EYE" --data-dir "$dir" apps create --name bench 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+    KEY=$(app_key "$EYE" "$dir")
     "$EYE" --data-dir "$dir" serve --listen "$ADDR" --no-worker &
     local ingest_pid=$!
     "$EYE" --data-dir "$dir" worker &
@@ -93,7 +87,7 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
     if [ "$DEPLOYMENT" = scaled ]; then
         start_scaled "$dir"
     else
-        KEY=$("$EYE" --data-dir "$dir" apps create --name "bench-$RANDOM" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+        KEY=$(app_key "$EYE" "$dir" "bench-$RANDOM")
         THE_EYE_LOG=warn "$EYE" --data-dir "$dir" serve --listen "$ADDR" &
         PIDS=$!
     fi
