@@ -3,6 +3,8 @@
 # event a request, two workers storing, 8 s sampled at 499 Hz.
 #
 #   bench/profile.sh [BIN]    # then: perf report -i bench/perf.data --no-children --sort comm,dso,sym
+#   BATCH=100 CONNECTIONS=16 bench/profile.sh   # the batched path instead
+#   WORKERS=0 bench/profile.sh                   # ingest and spool alone
 #
 # Build with line tables for readable stacks: cargo build --profile profiling.
 set -euo pipefail
@@ -12,11 +14,11 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/release/the-eye}; ADDR=127.0.0.1:8079
 dir=$(mktemp -d)
 KEY=$(app_key "$BIN" "$dir")
-THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_WORKERS=2 THE_EYE_LOG=error \
+THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_WORKERS="${WORKERS:-2}" THE_EYE_LOG=error \
     "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
 pid=$!
 wait_for_port
-target/release/loadgen --addr "$ADDR" --key "$KEY" --connections 64 --seconds 12 --batch 1 --random-ids >/dev/null &
+target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "${CONNECTIONS:-64}" --seconds 12 --batch "${BATCH:-1}" --random-ids >/dev/null &
 load=$!
 sleep 2
 perf record -F 499 -g -p "$pid" -o bench/perf.data -- sleep 8

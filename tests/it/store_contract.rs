@@ -947,3 +947,28 @@ async fn postgres_retention_drops_whole_months_and_keeps_their_counts() {
     drop(db);
     h.cleanup().await;
 }
+
+/// The store's checkpointer moves committed pages into the database file by
+/// itself: a small write (far below the writer's own checkpoint threshold)
+/// reaches the main file with no further writes. The file is read with
+/// `immutable=1`, which ignores the WAL, so the rows counted there are the
+/// checkpointed ones.
+#[tokio::test]
+async fn sqlite_checkpoints_in_the_background() {
+    let h = SqliteHarness::new().await.unwrap();
+    let store = h.open().await;
+    store.write(&WriteBatch { events: (0..7).map(|i| event("c", i)).collect(), errors: vec![] }).await.unwrap();
+    let path = h.0.path().join("the-eye.db");
+    let in_main_file = || async {
+        let url = format!("sqlite://{}?immutable=1", path.display());
+        let Ok(mut file) = sqlx::SqliteConnection::connect(&url).await else { return 0 };
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&mut file).await.unwrap_or(0);
+        let _ = file.close().await;
+        n
+    };
+    crate::procs::eventually(30, "the 7 events are checkpointed into the database file", || async {
+        in_main_file().await == 7
+    })
+    .await;
+    assert_eq!(store.events(&query(10)).await.unwrap().items.len(), 7, "and the store still reads them");
+}

@@ -3,8 +3,12 @@
 //! One write connection (SQLite has one writer anyway; a pool of writers would
 //! only contend for the lock) and a small pool of readers, all in WAL mode so
 //! reads never wait for the worker's writes.
+//!
+//! A checkpointer of its own ([`checkpoint`]) moves committed pages from the
+//! WAL into the database file, so the writer's commits never wait for that.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio_util::sync::DropGuard;
 use uuid::Uuid;
 
 use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
@@ -28,6 +33,7 @@ macro_rules! bucket {
     };
 }
 
+mod checkpoint;
 mod curation;
 mod events;
 mod lifecycle;
@@ -42,6 +48,8 @@ const INSERT_CHUNK: usize = 100;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Stops the checkpointer when the last handle on the store is dropped.
+    _checkpointer: Arc<DropGuard>,
 }
 
 /// Sorts sqlx errors into "try again later" and "this data will never go in".
@@ -92,15 +100,18 @@ impl SqliteStore {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES.to_string()))
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
-        Ok(Self { writer, reader })
+        let checkpointer = checkpoint::spawn(options, checkpoint::EVERY)
+            .await
+            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        Ok(Self { writer, reader, _checkpointer: Arc::new(checkpointer) })
     }
 
     fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
