@@ -6,6 +6,8 @@
 #   bench/once.sh BIN accepted [BATCH] [CONNECTIONS] [SECONDS]   # ingest and spool alone (no workers)
 #   bench/once.sh BIN stored   [BATCH] [CONNECTIONS] [SECONDS]   # end to end, until the queue is empty
 #
+#   PREFILL_DIR=bench/.prefill-10000000 bench/once.sh BIN stored   # on a copy of a prefilled store
+#
 # Prints the rate, ack p50 and p99 (µs) and the server's peak RSS. Random
 # (UUIDv4) event ids, rate limits off, a fresh data dir. Build first:
 # cargo build --release --workspace.
@@ -15,7 +17,11 @@ cd "$(dirname "$0")/.."
 . bench/common.sh
 BIN=$1; MODE=${2:-accepted}; BATCH=${3:-1}; CONNS=${4:-64}; SECS=${5:-8}; ADDR=127.0.0.1:8078
 dir=$(mktemp -d)
-KEY=$(app_key "$BIN" "$dir")
+if [ -n "${PREFILL_DIR:-}" ]; then
+    cp "$PREFILL_DIR"/the-eye.db* "$dir"/
+    sync # else the kernel writes the copy back during the run, and fsyncs wait behind it
+fi
+KEY=$(app_key "$BIN" "$dir" "bench-$RANDOM")
 workers=; drain=--drain
 if [ "$MODE" = accepted ]; then workers=0; drain=; fi
 env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${workers:+THE_EYE_WORKERS=$workers} \
