@@ -115,7 +115,11 @@ async fn connection(
     tokio::spawn(driver);
     let per_conn_rate = if args.rate > 0 { args.rate as f64 / args.connections as f64 } else { 0.0 };
     let mut ticker = (per_conn_rate > 0.0).then(|| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / per_conn_rate));
+        // Each connection's ticks are offset by its share of the period, so
+        // the requests arrive evenly spread, not all connections at once.
+        let period = Duration::from_secs_f64(1.0 / per_conn_rate);
+        let offset = period.mul_f64(conn as f64 / args.connections as f64);
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
