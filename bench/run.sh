@@ -9,6 +9,8 @@
 #   PREFILL=10000000 bench/run.sh    # also: single events on a store that holds 10M already
 #                                    # (filled once into bench/.prefill-10000000, kept for reruns)
 #   EYE_BIN=/tmp/the-eye-before bench/run.sh   # another build of the binary, for before/after
+#   SCALED=no bench/run.sh           # without the scaled deployment's batched row, which an
+#                                    # embedded run adds when PostgreSQL and redis-server are here
 #
 # Events carry random (UUIDv4) ids, as clients that make their own send.
 # Prints, from one run on one machine: the HTTP ceiling (a bare axum server
@@ -139,6 +141,17 @@ if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
     run_eye "1 event per request, $PREFILL stored" 1 "$CONNS" 0 "" "$copy"
     rm -rf "$copy"
     python3 -c "print(f'rate with {$PREFILL} stored / rate on an empty store: {$LAST_RATE / $single:.2f}')"
+fi
+# The scaled deployment's batched row too, so that one command measures every
+# row of issue 15's table (DEPLOYMENT=scaled runs all rows scaled instead).
+if [ "$DEPLOYMENT" = embedded ] && [ "${SCALED:-auto}" != no ]; then
+    if command -v redis-server >/dev/null && psql "$PG_URL" -qc 'SELECT 1' >/dev/null 2>&1; then
+        DEPLOYMENT=scaled
+        run_eye "scaled: 100 events per request" 100 "$BATCH_CONNS" 0
+        DEPLOYMENT=embedded
+    else
+        echo "scaled row skipped: it needs redis-server and PostgreSQL at $PG_URL (SCALED=no says nothing)"
+    fi
 fi
 echo
 python3 -c "print(f'ratio of single-event rate to HTTP ceiling: {$single / $ceiling_rps:.2f}')"
