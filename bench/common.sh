@@ -15,3 +15,11 @@ app_key() { # BIN DIR [NAME]
     "$1" --data-dir "$2" apps create --name "${3:-bench}" 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
 }
+
+# Copies the store of a prefilled data dir ($1) into data dir $2, and waits
+# until the copy is on disk: else the kernel writes it back during the run,
+# and the server's fsyncs wait behind it.
+copy_store() { # FROM TO
+    cp "$1"/the-eye.db* "$2"/
+    sync
+}

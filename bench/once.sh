@@ -18,8 +18,7 @@ cd "$(dirname "$0")/.."
 BIN=$1; MODE=${2:-accepted}; BATCH=${3:-1}; CONNS=${4:-64}; SECS=${5:-8}; ADDR=127.0.0.1:8078
 dir=$(mktemp -d)
 if [ -n "${PREFILL_DIR:-}" ]; then
-    cp "$PREFILL_DIR"/the-eye.db* "$dir"/
-    sync # else the kernel writes the copy back during the run, and fsyncs wait behind it
+    copy_store "$PREFILL_DIR" "$dir"
 fi
 KEY=$(app_key "$BIN" "$dir" "bench-$RANDOM")
 workers=; drain=--drain

@@ -136,8 +136,7 @@ if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
         target/release/prefill --data-dir "$filled" --events "$PREFILL" >/dev/null
     fi
     copy=$(mktemp -d)
-    cp "$filled"/the-eye.db* "$copy"/
-    sync # else the kernel writes the copy back during the run, and fsyncs wait behind it
+    copy_store "$filled" "$copy"
     run_eye "1 event per request, $PREFILL stored" 1 "$CONNS" 0 "" "$copy"
     rm -rf "$copy"
     python3 -c "print(f'rate with {$PREFILL} stored / rate on an empty store: {$LAST_RATE / $single:.2f}')"
