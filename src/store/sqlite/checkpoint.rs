@@ -19,7 +19,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How often the checkpointer runs.
-pub(super) const EVERY: Duration = Duration::from_millis(250);
+const EVERY: Duration = Duration::from_millis(250);
 
 /// WAL pages (4 KiB each) at which the writer checkpoints by itself.
 pub(super) const WRITER_BACKSTOP_PAGES: u32 = 20_000;
@@ -28,19 +28,19 @@ pub(super) const WRITER_BACKSTOP_PAGES: u32 = 20_000;
 const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Opens the checkpointer's connection and starts it; it stops when the guard is dropped.
-pub(super) async fn spawn(options: SqliteConnectOptions, every: Duration) -> Result<DropGuard, sqlx::Error> {
+pub(super) async fn spawn(options: SqliteConnectOptions) -> Result<DropGuard, sqlx::Error> {
     let conn = options.pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string()).connect().await?;
     let stop = CancellationToken::new();
-    tokio::spawn(run(conn, every, stop.clone()));
+    tokio::spawn(run(conn, stop.clone()));
     Ok(stop.drop_guard())
 }
 
-async fn run(mut conn: SqliteConnection, every: Duration, stop: CancellationToken) {
+async fn run(mut conn: SqliteConnection, stop: CancellationToken) {
     let mut failing = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(EVERY) => {}
         }
         // (busy, frames in the WAL, frames checkpointed); busy only means a
         // reader still uses older frames, which the next round copies.

@@ -120,9 +120,8 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
-        let checkpointer = checkpoint::spawn(options, checkpoint::EVERY)
-            .await
-            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        let checkpointer =
+            checkpoint::spawn(options).await.map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
         Ok(Self { writer, reader, _checkpointer: Arc::new(checkpointer) })
     }
 
