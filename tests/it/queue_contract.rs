@@ -271,8 +271,90 @@ impl Harness for RedisHarness {
     async fn cleanup(self) {
         let client = ::redis::Client::open(self.url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = ::redis::cmd("DEL").arg(format!("{}:events", self.prefix)).query_async(&mut conn).await.unwrap();
+        let keys: Vec<String> =
+            ["events", "events:count", "events:settled"].iter().map(|k| format!("{}:{k}", self.prefix)).collect();
+        let _: () = ::redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
     }
 }
 
 queue_contract!(redis, RedisHarness::new());
+
+/// Entries this version did not write: one from before a request's events
+/// were packed into one entry is read as it was, and one nobody can read
+/// becomes an event error instead of stopping the workers.
+#[tokio::test]
+async fn redis_reads_entries_from_before_packing_and_turns_unreadable_ones_into_errors() {
+    let Some(h) = RedisHarness::new().await else { return };
+    let stream = format!("{}:events", h.prefix);
+    let client = ::redis::Client::open(h.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let old_id = Uuid::new_v4();
+    let _: String = ::redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg(&["i", &old_id.simple().to_string(), "t", "1700000000000001", "b", "{\"x\":1}", "p", "shop"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = ::redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg(&["n", "1", "e", "[[broken"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Opened after those were written, as an upgraded node is: it counts them.
+    let q = h.open(100).await;
+    assert_eq!(q.depth().await.unwrap(), 2);
+    let got = q.claim(10, Duration::ZERO).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].envelope,
+        Envelope {
+            event_id: old_id,
+            received_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_000_001).unwrap(),
+            application: Some("shop".into()),
+            body: Body::Event("{\"x\":1}".into()),
+        }
+    );
+    let Body::Rejected { raw, reason } = &got[1].envelope.body else { panic!("an unreadable entry read as an event") };
+    assert_eq!(reason.code, "unreadable_entry");
+    assert!(raw.contains("[[broken"), "{raw}");
+    q.ack(&[got[0].tag, got[1].tag]).await.unwrap();
+    assert_eq!(q.depth().await.unwrap(), 0);
+    assert_eq!(q.in_flight().await.unwrap(), 0);
+    h.cleanup().await;
+}
+
+/// Events of one request share an entry, yet each is settled on its own:
+/// half acknowledged and half released leaves exactly the released half,
+/// each counted once, for the next claim.
+#[tokio::test]
+async fn redis_settles_the_events_of_one_entry_one_by_one() {
+    let Some(h) = RedisHarness::new().await else { return };
+    let q = h.open(1000).await;
+    q.enqueue((0..100).map(envelope).collect()).await.unwrap();
+    let first = q.claim(30, Duration::ZERO).await.unwrap();
+    let rest = q.claim(1000, Duration::ZERO).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (30, 70));
+    assert_eq!(q.in_flight().await.unwrap(), 100);
+    let (even, odd): (Vec<_>, Vec<_>) = first.iter().chain(&rest).enumerate().partition(|(i, _)| i % 2 == 0);
+    let (even, odd): (Vec<_>, Vec<_>) =
+        (even.into_iter().map(|(_, d)| d).collect(), odd.into_iter().map(|(_, d)| d).collect());
+    q.ack(&even.iter().map(|d| d.tag).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(q.depth().await.unwrap(), 50);
+    assert_eq!(q.in_flight().await.unwrap(), 50);
+    q.release(&odd.iter().map(|d| d.tag).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(q.depth().await.unwrap(), 50);
+    let again = q.claim(1000, Duration::ZERO).await.unwrap();
+    let mut want: Vec<Uuid> = odd.iter().map(|d| d.envelope.event_id).collect();
+    let mut got: Vec<Uuid> = again.iter().map(|d| d.envelope.event_id).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(again.iter().all(|d| d.attempts == 1));
+    q.ack(&again.iter().map(|d| d.tag).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(q.depth().await.unwrap(), 0);
+    h.cleanup().await;
+}
