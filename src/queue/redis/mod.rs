@@ -1,8 +1,8 @@
 //! The scaled-out queue: a Redis stream read by a consumer group.
 //!
 //! - `enqueue` is one `XADD` per call: the request's events packed into one
-//!   entry (see [`entry`]), with an `INCRBY` of the events counter
-//!   `<prefix>:events:count`, in one `MULTI`. The 202 waits for Redis's
+//!   entry (see [`entry`]), and an `INCRBY` of the events counter
+//!   `<prefix>:events:count`, in one script. The 202 waits for Redis's
 //!   reply, which with `appendfsync always` comes after the entry is on disk
 //!   ([`check_durability`] refuses weaker settings unless told otherwise).
 //! - `claim` hands out records of entries this consumer holds (see [`held`]);
@@ -68,10 +68,13 @@ pub struct RedisQueue {
     claim_idle: Duration,
     /// Backlog as of the last reply that told it.
     depth: Arc<AtomicU64>,
+    /// Notes as of the last reply that told them.
+    noted: AtomicU64,
     last_autoclaim: Mutex<Instant>,
     /// Records per entry in the last read, to size the next one.
     per_entry: AtomicUsize,
     held: std::sync::Mutex<held::Held>,
+    append: redis::Script,
     settle: redis::Script,
     pending_records: redis::Script,
 }
@@ -132,7 +135,7 @@ pub async fn check_durability(conn: &mut ConnectionManager) -> Result<(), Unsafe
 /// Tells the stream what was settled: `KEYS` stream, counter, notes; `ARGV`
 /// group, the number of wholly settled entries, that many pairs of stream id
 /// and record count, then the notes (`id:index`) of records settled in
-/// entries that are not. Returns the depth: events in the stream less those noted.
+/// entries that are not. Returns the counter and the number of notes.
 const SETTLE: &str = r"
 local whole = tonumber(ARGV[2])
 local removed = 0
@@ -154,9 +157,20 @@ local left = redis.call('DECRBY', KEYS[2], removed)
 if left < 0 or redis.call('XLEN', KEYS[1]) == 0 then
   redis.call('SET', KEYS[2], 0)
   redis.call('DEL', KEYS[3])
-  return 0
+  return {0, 0}
 end
-return math.max(0, left - redis.call('ZCARD', KEYS[3]))
+return {left, redis.call('ZCARD', KEYS[3])}
+";
+
+/// Adds one entry and counts its records: `KEYS` stream, counter; `ARGV`
+/// records, attempts, the packed records. Returns the counter.
+const APPEND: &str = r"
+if ARGV[2] == '0' then
+  redis.call('XADD', KEYS[1], '*', 'n', ARGV[1], 'e', ARGV[3])
+else
+  redis.call('XADD', KEYS[1], '*', 'n', ARGV[1], 'a', ARGV[2], 'e', ARGV[3])
+end
+return redis.call('INCRBY', KEYS[2], ARGV[1])
 ";
 
 /// Creates the counter for a stream that has none (one from before packing,
@@ -257,9 +271,11 @@ impl RedisQueue {
             max_depth,
             claim_idle,
             depth: Arc::new(AtomicU64::new(0)),
+            noted: AtomicU64::new(0),
             last_autoclaim: Mutex::new(Instant::now() - claim_idle),
             per_entry: AtomicUsize::new(1),
             held: std::sync::Mutex::new(held::Held::default()),
+            append: redis::Script::new(APPEND),
             settle: redis::Script::new(SETTLE),
             pending_records: redis::Script::new(PENDING_RECORDS),
         };
@@ -365,6 +381,33 @@ impl RedisQueue {
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Adds records as new entries; returns the counter.
+    async fn append(&self, records: &[&Envelope], attempts: u32) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut count = 0;
+        for chunk in records.chunks(entry::MAX_RECORDS) {
+            count = self
+                .append
+                .key(&self.stream)
+                .key(&self.count_key)
+                .arg(chunk.len())
+                .arg(attempts)
+                .arg(entry::pack(chunk))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(count)
+    }
+
+    /// Notes the backlog from the counter and the number of notes.
+    fn counted(&self, count: u64, noted: u64) -> u64 {
+        self.noted.store(noted, Ordering::Relaxed);
+        let depth = count.saturating_sub(noted);
+        self.depth.store(depth, Ordering::Relaxed);
+        depth
+    }
+
     /// Tells the stream what was settled; keeps it to tell again if that fails.
     async fn tell(&self, settled: held::Settlement) -> Result<(), QueueError> {
         if settled.is_empty() {
@@ -379,9 +422,9 @@ impl RedisQueue {
             call.arg(entry::note_of(t));
         }
         let mut conn = self.conn.clone();
-        match call.invoke_async::<u64>(&mut conn).await {
-            Ok(depth) => {
-                self.depth.store(depth, Ordering::Relaxed);
+        match call.invoke_async::<(u64, u64)>(&mut conn).await {
+            Ok((count, noted)) => {
+                self.counted(count, noted);
                 Ok(())
             }
             Err(e) => {
@@ -408,20 +451,10 @@ impl Queue for RedisQueue {
             }
         }
         let records: Vec<&Envelope> = entries.iter().collect();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for chunk in records.chunks(entry::MAX_RECORDS) {
-            entry::xadd(&mut pipe, &self.stream, chunk, 0);
-            pipe.ignore();
-        }
-        pipe.cmd("INCRBY").arg(&self.count_key).arg(n);
-        pipe.cmd("ZCARD").arg(&self.notes_key);
-        let mut conn = self.conn.clone();
-        let (count, noted): (u64, u64) = tokio::time::timeout(ENQUEUE_TIMEOUT, pipe.query_async(&mut conn))
+        let count = tokio::time::timeout(ENQUEUE_TIMEOUT, self.append(&records, 0))
             .await
-            .map_err(|_| unavailable(format!("Redis did not answer within {ENQUEUE_TIMEOUT:?}")))?
-            .map_err(unavailable)?;
-        self.depth.store(count.saturating_sub(noted), Ordering::Relaxed);
+            .map_err(|_| unavailable(format!("Redis did not answer within {ENQUEUE_TIMEOUT:?}")))??;
+        self.counted(count, self.noted.load(Ordering::Relaxed));
         Ok(())
     }
 
@@ -469,9 +502,6 @@ impl Queue for RedisQueue {
             pipe.cmd("XRANGE").arg(&self.stream).arg(&id).arg(&id);
         }
         let ranges: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        let mut again = redis::pipe();
-        again.atomic();
-        let mut added = 0u64;
         for (range, (base, indexes)) in ranges.iter().zip(&by_entry) {
             // An entry no longer in the stream was settled by another consumer.
             let Value::Array(found) = range else { continue };
@@ -479,15 +509,9 @@ impl Queue for RedisQueue {
             let e = entry::decode(e)?;
             let attempts = self.held().attempts(entry::tag(*base, 0)).unwrap_or(e.attempts);
             let records: Vec<&Envelope> = indexes.iter().filter_map(|&i| e.records.get(i)).collect();
-            for chunk in records.chunks(entry::MAX_RECORDS) {
-                entry::xadd(&mut again, &self.stream, chunk, attempts + 1);
-                again.ignore();
+            if !records.is_empty() {
+                self.append(&records, attempts + 1).await?;
             }
-            added += records.len() as u64;
-        }
-        if added > 0 {
-            again.cmd("INCRBY").arg(&self.count_key).arg(added).ignore();
-            again.query_async::<()>(&mut conn).await.map_err(unavailable)?;
         }
         self.ack(tags).await
     }
@@ -502,9 +526,7 @@ impl Queue for RedisQueue {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let depth = count.unwrap_or(0).saturating_sub(noted);
-        self.depth.store(depth, Ordering::Relaxed);
-        Ok(depth)
+        Ok(self.counted(count.unwrap_or(0), noted))
     }
 
     async fn oldest(&self) -> Result<Option<DateTime<chrono::Utc>>, QueueError> {
