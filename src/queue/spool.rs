@@ -4,7 +4,9 @@
 //! entries and wait; it takes everything that queued up while the previous
 //! commit was running, writes it in one transaction and commits once, so
 //! concurrent requests share one fsync (group commit). Acks and releases travel
-//! the same way, so the spool never sees two writers contend for its lock.
+//! the same way, so the spool never sees two writers contend for its lock, but
+//! in a commit after the appends that queued with them: no request waits for
+//! a delete.
 //! Rows travel to SQLite as one JSON array per group (see [`apply`]).
 //!
 //! Claiming is in memory: a cursor over the ever-increasing `seq`
@@ -175,7 +177,14 @@ impl Spool {
         let appended = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(MAX_GROUP);
         let failed_commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_loop(writer, rx, depth.clone(), appended.clone(), failed_commits.clone(), metrics));
+        let w = Writer {
+            conn: writer,
+            depth: depth.clone(),
+            appended: appended.clone(),
+            failed_commits: failed_commits.clone(),
+            metrics,
+        };
+        tokio::spawn(write_loop(w, rx));
         Ok(Self {
             commands: tx,
             reader,
@@ -256,14 +265,16 @@ fn decode(row: &SqliteRow) -> Result<Delivery, QueueError> {
     })
 }
 
-async fn write_loop(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Command>,
+/// What the writer task shares with the spool.
+struct Writer {
+    conn: SqliteConnection,
     depth: Arc<AtomicU64>,
     appended: Arc<Notify>,
     failed_commits: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
-) {
+}
+
+async fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Command>) {
     let mut group = Vec::new();
     while let Some(first) = rx.recv().await {
         group.push(first);
@@ -274,41 +285,56 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
+        // Appends first, in a commit of their own: their requests wait for
+        // the 202, and need not also wait for the deletes of acknowledged
+        // entries, which no client waits for.
+        let (appends, settles): (Vec<_>, Vec<_>) = group.drain(..).partition(|cmd| matches!(cmd, Command::Append(..)));
+        w.commit(appends).await;
+        w.commit(settles).await;
+    }
+}
+
+impl Writer {
+    /// Applies `group` in one commit and answers each command with the outcome.
+    async fn commit(&mut self, group: Vec<Command>) {
+        if group.is_empty() {
+            return;
+        }
         let started = std::time::Instant::now();
         // A panic here (a bug) fails this group's commands, which the requests
         // see as 503 and the workers retry; the writer goes on. Letting it
         // unwind would end the only writer and leave every later POST waiting.
-        let result = match AssertUnwindSafe(apply(&mut conn, &group)).catch_unwind().await {
+        let result = match AssertUnwindSafe(apply(&mut self.conn, &group)).catch_unwind().await {
             Ok(result) => result,
             Err(_) => {
-                metrics.panicked("spool_writer");
+                self.metrics.panicked("spool_writer");
                 tracing::error!(commands = group.len(), "the spool writer panicked; failing this group");
                 // The transaction was dropped mid-way; make sure none is left open.
-                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
                 Err(sqlx::Error::Protocol("the spool writer failed on this group".into()))
             }
         };
         tracing::trace!(commands = group.len(), micros = started.elapsed().as_micros() as u64, "spool group commit");
-        metrics.spool_commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.spool_commit_seconds.observe(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok((added, removed)) => {
                 if added > 0 {
-                    metrics.spool_group_size.observe(added as f64);
+                    self.metrics.spool_group_size.observe(added as f64);
                 }
                 // Appends were counted when `enqueue` reserved room for them.
-                depth.fetch_sub(removed, Ordering::SeqCst);
+                self.depth.fetch_sub(removed, Ordering::SeqCst);
                 if added > 0 {
-                    appended.notify_waiters();
+                    self.appended.notify_waiters();
                 }
                 Ok(())
             }
             Err(e) => {
-                failed_commits.fetch_add(1, Ordering::SeqCst);
+                self.failed_commits.fetch_add(1, Ordering::SeqCst);
                 tracing::error!(error = %e, commands = group.len(), "spool commit failed");
                 Err(e.to_string())
             }
         };
-        for cmd in group.drain(..) {
+        for cmd in group {
             let (Command::Append(_, reply) | Command::Ack(_, reply) | Command::Release(_, reply)) = cmd;
             let _ = reply.send(outcome.clone());
         }
@@ -359,6 +385,15 @@ async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<(u64, u
         // itself, so it runs in autocommit: one round trip, one fsync, no BEGIN.
         sqlx::query(INSERT).bind(to_json(&rows)).execute(&mut *conn).await?;
         return Ok((rows.len() as u64, 0));
+    }
+    if rows.is_empty() && releases.is_empty() {
+        // Acknowledgements alone: one statement, so autocommit again.
+        let deleted = sqlx::query("DELETE FROM spool WHERE seq IN (SELECT value FROM json_each(?))")
+            .bind(to_json(&acks))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        return Ok((0, deleted));
     }
     let mut tx = conn.begin().await?;
     if !rows.is_empty() {
