@@ -81,6 +81,10 @@ stop_scaled() {
     psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
 }
 
+cpu_ticks() { # user + system ticks of each PID, in order
+    for pid in "$@"; do awk '{printf "%d ", $14 + $15}' "/proc/$pid/stat"; done
+}
+
 run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 workers (default: the default), $6 data dir to reuse
     local dir pid rss_kb=0 drain=--drain workers=${5:-}
     dir=${6:-$(mktemp -d)}
@@ -95,8 +99,12 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
     fi
     unset THE_EYE_WORKERS
     wait_for_port
-    local out
+    local out cpu_before cpu_after
+    # shellcheck disable=SC2086
+    cpu_before=$(cpu_ticks $PIDS)
     out=$($LOADGEN --addr "$ADDR" --key "$KEY" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" $drain --random-ids --json)
+    # shellcheck disable=SC2086
+    cpu_after=$(cpu_ticks $PIDS)
     for pid in $PIDS; do # peak RSS of The Eye's processes, summed
         rss_kb=$((rss_kb + $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")))
     done
@@ -116,6 +124,9 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
     printf '%-36s %8s events/s %-8s ratio %4s   ack p50 %6s µs  p99 %6s µs   peak RSS %s MB\n' \
         "$1" "$rate" "$what" "$ratio" \
         "$(field "$out" "latency_us['p50']")" "$(field "$out" "latency_us['p99']")" "$((rss_kb / 1024))"
+    # CPU seconds each process used during the load and the drain (scaled:
+    # ingest node, worker, Redis), to see which one sets the pace.
+    python3 -c "import sys; b, a = sys.argv[1].split(), sys.argv[2].split(); print('  CPU s: ' + ' '.join(f'{(int(y) - int(x)) / $(getconf CLK_TCK):.1f}' for x, y in zip(b, a)))" "$cpu_before" "$cpu_after"
     LAST_RATE=$rate
     LAST_RPS=$(field "$out" "round(requests_per_s)")
 }
