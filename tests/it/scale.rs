@@ -179,8 +179,11 @@ async fn two_ingest_nodes_and_two_workers_lose_nothing_when_a_worker_is_killed()
     ];
     let bases: Vec<String> = ingest.iter().map(|e| e.base.clone().unwrap()).collect();
     // The victim holds each batch for a while, so it dies with entries pending.
+    // Its batches of 7 split the 5-event entries of the batched senders, so it
+    // also dies holding entries it has settled only in part.
     let mut slow = env.clone();
     slow.push(("THE_EYE_WORKER_LINGER_MS", "500"));
+    slow.push(("THE_EYE_WORKER_BATCH_SIZE", "7"));
     let victim = Eye::start(&["worker"], &slow).await;
     let survivor = Eye::start(&["worker"], &env).await;
     let victim_tag = format!("-{}-", victim.pid());
@@ -199,7 +202,13 @@ async fn two_ingest_nodes_and_two_workers_lose_nothing_when_a_worker_is_killed()
                 let mut i = 0u32;
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
-                    let body = pageview(&format!("multi-{c}"), i).to_string();
+                    // Two senders send one event a request, two send five
+                    // (one Redis entry each).
+                    let body = if c < 2 {
+                        pageview(&format!("multi-{c}"), i).to_string()
+                    } else {
+                        Value::Array((0..5).map(|k| pageview(&format!("multi-{c}-{k}"), i)).collect()).to_string()
+                    };
                     let Ok(r) = client
                         .post(format!("{base}/collector"))
                         .header("content-type", "application/json")
@@ -213,7 +222,7 @@ async fn two_ingest_nodes_and_two_workers_lose_nothing_when_a_worker_is_killed()
                     if r.status() == 202 {
                         let body: Value = r.json().await.unwrap();
                         let mut acked = acked.lock().unwrap();
-                        acked.push(body["ids"][0].as_str().unwrap().to_string());
+                        acked.extend(body["ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_string()));
                         count_tx.send_replace(acked.len());
                     }
                 }
@@ -223,11 +232,19 @@ async fn two_ingest_nodes_and_two_workers_lose_nothing_when_a_worker_is_killed()
 
     count_rx.wait_for(|n| *n >= 500).await.unwrap();
     let stream = format!("{prefix}:events");
-    // Kill the victim while it holds entries it has not acknowledged.
+    // Kill the victim while it holds entries it has not acknowledged, and
+    // while some entry is settled only in part.
     let victim_holds = || async {
-        pending_by_consumer(&redis.url, &stream).await.iter().any(|(name, n)| name.contains(&victim_tag) && *n > 0)
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let noted: u64 = redis::cmd("ZCARD").arg(format!("{stream}:settled")).query_async(&mut conn).await.unwrap();
+        noted > 0
+            && pending_by_consumer(&redis.url, &stream)
+                .await
+                .iter()
+                .any(|(name, n)| name.contains(&victim_tag) && *n > 0)
     };
-    eventually(30, "the victim holds entries", victim_holds).await;
+    eventually(30, "the victim holds entries, and an entry is settled in part", victim_holds).await;
     victim.kill().await;
     count_rx.wait_for(|n| *n >= 1500).await.unwrap();
     stop.store(true, Ordering::SeqCst);
