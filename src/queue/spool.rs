@@ -378,6 +378,7 @@ async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<(u64, u
             Command::Release(seqs, _) => releases.extend(seqs),
         }
     }
+    const DELETE_ACKED: &str = "DELETE FROM spool WHERE seq IN (SELECT value FROM json_each(?))";
     const INSERT: &str = "INSERT INTO spool (event_id, received_at, rejected_reason, body, application) \
          SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?) ORDER BY key";
     if acks.is_empty() && releases.is_empty() {
@@ -388,11 +389,7 @@ async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<(u64, u
     }
     if rows.is_empty() && releases.is_empty() {
         // Acknowledgements alone: one statement, so autocommit again.
-        let deleted = sqlx::query("DELETE FROM spool WHERE seq IN (SELECT value FROM json_each(?))")
-            .bind(to_json(&acks))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        let deleted = sqlx::query(DELETE_ACKED).bind(to_json(&acks)).execute(&mut *conn).await?.rows_affected();
         return Ok((0, deleted));
     }
     let mut tx = conn.begin().await?;
@@ -401,11 +398,7 @@ async fn apply(conn: &mut SqliteConnection, group: &[Command]) -> Result<(u64, u
     }
     let mut deleted = 0;
     if !acks.is_empty() {
-        deleted = sqlx::query("DELETE FROM spool WHERE seq IN (SELECT value FROM json_each(?))")
-            .bind(to_json(&acks))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        deleted = sqlx::query(DELETE_ACKED).bind(to_json(&acks)).execute(&mut *tx).await?.rows_affected();
     }
     if !releases.is_empty() {
         sqlx::query("UPDATE spool SET attempts = attempts + 1 WHERE seq IN (SELECT value FROM json_each(?))")

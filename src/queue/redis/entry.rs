@@ -77,17 +77,13 @@ pub fn id_of(base: u128) -> String {
     format!("{}-{}", (base >> 64) as u64, (base as u64) >> INDEX_BITS)
 }
 
-pub fn text(v: &Value) -> Option<String> {
+/// A string in a reply, borrowed: an entry's records are read in place, not copied first.
+pub fn text(v: &Value) -> Option<&str> {
     match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
+        Value::BulkString(b) => std::str::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
         _ => None,
     }
-}
-
-/// The value of an entry's `e` field: its records.
-pub fn pack(records: &[&Envelope]) -> String {
-    encode(records)
 }
 
 fn json_string(out: &mut String, s: &str) {
@@ -101,7 +97,8 @@ fn is_bare_json(json: &str) -> bool {
     trimmed.len() == json.len() && serde_json::from_str::<serde::de::IgnoredAny>(json).is_ok()
 }
 
-fn encode(records: &[&Envelope]) -> String {
+/// The value of an entry's `e` field: its records.
+pub fn pack(records: &[&Envelope]) -> String {
     let size: usize = records
         .iter()
         .map(|e| match &e.body {
@@ -177,7 +174,7 @@ pub fn decode(entry: &Value) -> Result<Entry, QueueError> {
     let bad = || unavailable("unexpected stream entry shape");
     let Value::Array(parts) = entry else { return Err(bad()) };
     let id = parts.first().and_then(text).ok_or_else(bad)?;
-    let base = base_of(&id)?;
+    let base = base_of(id)?;
     let fields = match parts.get(1) {
         Some(Value::Array(fields)) => fields.as_slice(),
         _ => &[],
@@ -192,14 +189,14 @@ fn read_fields(fields: &[Value]) -> Result<(Vec<Envelope>, u32), String> {
     let (mut event_id, mut received, mut reason, mut body, mut application) = (None, None, None, None, None);
     for pair in fields.chunks(2) {
         let (Some(k), Some(v)) = (pair.first().and_then(text), pair.get(1).and_then(text)) else { continue };
-        match k.as_str() {
-            "e" => records = Some(decode_records(&v).map_err(|e| e.to_string())?),
+        match k {
+            "e" => records = Some(decode_records(v).map_err(|e| e.to_string())?),
             "a" => attempts = v.parse().unwrap_or(0),
-            "i" => event_id = Uuid::parse_str(&v).ok(),
+            "i" => event_id = Uuid::parse_str(v).ok(),
             "t" => received = v.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros),
-            "r" => reason = Some(serde_json::from_str::<Reason>(&v).map_err(|e| format!("reason: {e}"))?),
-            "b" => body = Some(v),
-            "p" => application = Some(v),
+            "r" => reason = Some(serde_json::from_str::<Reason>(v).map_err(|e| format!("reason: {e}"))?),
+            "b" => body = Some(v.to_owned()),
+            "p" => application = Some(v.to_owned()),
             _ => {}
         }
     }

@@ -144,9 +144,9 @@ impl Held {
         self.unflushed.partial.extend(s.partial);
     }
 
-    /// Failed attempts of the entry a tag is in, if it is held.
-    pub fn attempts(&self, tag: DeliveryTag) -> Option<u32> {
-        self.entries.get(&entry::split(tag).0).map(|h| h.attempts)
+    /// Failed attempts of an entry, if it is held.
+    pub fn attempts(&self, base: u128) -> Option<u32> {
+        self.entries.get(&base).map(|h| h.attempts)
     }
 }
 
@@ -209,7 +209,7 @@ mod tests {
         held.take_in(vec![again]);
         let got: Vec<usize> = held.hand_out(10).iter().map(|d| entry::split(d.tag).1).collect();
         assert_eq!(got, vec![3, 1, 2], "record 3 once, 1 and 2 again, 0 (settled) never");
-        assert_eq!(held.attempts(out[1].tag), Some(1));
+        assert_eq!(held.attempts(entry::split(out[1].tag).0), Some(1));
         assert!(held.hand_out(10).is_empty());
     }
 

@@ -313,7 +313,7 @@ impl RedisQueue {
             .await
             .map_err(unavailable)?;
         let mut delivered = std::collections::HashMap::new();
-        if let Value::Array(rows) = counts {
+        if let Value::Array(rows) = &counts {
             for row in rows {
                 if let Value::Array(f) = row {
                     if let (Some(id), Some(Value::Int(n))) = (f.first().and_then(entry::text), f.get(3)) {
@@ -327,10 +327,13 @@ impl RedisQueue {
             // Entries deleted meanwhile come back as nil; they were settled.
             let Value::Array(parts) = e else { continue };
             let Some(id) = parts.first().and_then(entry::text) else { continue };
-            let before = delivered.get(&id).copied().unwrap_or(1).saturating_sub(1);
+            let before = delivered.get(id).copied().unwrap_or(1).saturating_sub(1);
             let mut taken = entry::decode(e)?;
             taken.attempts += before;
             out.push(taken);
+        }
+        if out.is_empty() {
+            return Ok(out);
         }
         // What the consumers that held them before settled of them.
         let mut pipe = redis::pipe();
@@ -342,9 +345,7 @@ impl RedisQueue {
         for (taken, notes) in out.iter_mut().zip(notes) {
             taken.settled = notes.iter().filter_map(|n| n.rsplit_once(':')?.1.parse().ok()).collect();
         }
-        if !out.is_empty() {
-            tracing::warn!(entries = out.len(), "took over entries left pending by another consumer");
-        }
+        tracing::warn!(entries = out.len(), "took over entries left pending by another consumer");
         Ok(out)
     }
 
@@ -507,7 +508,7 @@ impl Queue for RedisQueue {
             let Value::Array(found) = range else { continue };
             let Some(e) = found.first() else { continue };
             let e = entry::decode(e)?;
-            let attempts = self.held().attempts(entry::tag(*base, 0)).unwrap_or(e.attempts);
+            let attempts = self.held().attempts(*base).unwrap_or(e.attempts);
             let records: Vec<&Envelope> = indexes.iter().filter_map(|&i| e.records.get(i)).collect();
             if !records.is_empty() {
                 self.append(&records, attempts + 1).await?;
