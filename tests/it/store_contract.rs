@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
-use sqlx::Connection;
+use sqlx::{Connection, Row};
 use the_eye::domain::{Reason, Timestamp, ValidEvent};
 use the_eye::store::EventReader;
 use the_eye::store::{
@@ -49,6 +49,16 @@ fn error() -> NewEventError {
         received_at: Utc::now(),
         application: None,
     }
+}
+
+/// The payload of `e` as it might come back invalid (a retry after its
+/// category was switched off, say): its id and timestamp, so the same event.
+fn error_for(e: &NewEvent) -> NewEventError {
+    let mut err = error();
+    err.event_id = e.event.event_id;
+    err.raw = json!({"event_id": e.event.event_id, "timestamp": e.event.timestamp.to_string(), "category": "off"})
+        .to_string();
+    err
 }
 
 fn query(limit: usize) -> EventQuery {
@@ -529,12 +539,10 @@ pub async fn an_event_id_is_an_event_or_an_error_never_both(h: &impl Harness) {
     assert!(store.event(both.event.event_id).await.unwrap().is_some());
     assert!(errors(store.clone()).await.is_empty());
 
-    // An event first: a later invalid payload with its id is a duplicate.
+    // An event first: a later invalid payload of it (its id, its time) is a duplicate.
     let first = event("event-first", 2);
     store.write(&WriteBatch { events: vec![first.clone()], errors: vec![] }).await.unwrap();
-    let mut late = error();
-    late.event_id = first.event.event_id;
-    store.write(&WriteBatch { events: vec![], errors: vec![late] }).await.unwrap();
+    store.write(&WriteBatch { events: vec![], errors: vec![error_for(&first)] }).await.unwrap();
     assert!(errors(store.clone()).await.is_empty());
 
     // An error first: the corrected payload resent with its id replaces it.
@@ -555,8 +563,7 @@ pub async fn concurrent_writers_leave_one_outcome_per_event_id(h: &impl Harness)
     let pairs: Vec<(NewEvent, NewEventError)> = (0..200)
         .map(|i| {
             let e = event("race", i);
-            let mut err = error();
-            err.event_id = e.event.event_id;
+            let err = error_for(&e);
             (e, err)
         })
         .collect();
@@ -893,6 +900,87 @@ impl Harness for PostgresHarness {
 }
 
 store_contract!(postgres, PostgresHarness::new());
+
+/// SQLite deduplicates within the UTC day an event happened on (migration
+/// 0011, so that its unique index does not grow with the table): a retry is
+/// the same event, and an id a client reuses on another day is another
+/// event. Looking up, erasing one by id, and the one-outcome rule still find
+/// it on whichever day it lies.
+#[tokio::test]
+async fn sqlite_dedupes_an_event_id_within_its_day() {
+    let h = SqliteHarness::new().await.unwrap();
+    let store = h.open().await;
+    let first = event("day", 10);
+    let mut next_day = first.clone();
+    next_day.event.timestamp = Timestamp::from_micros(first.event.timestamp.micros() + 86_400_000_000).unwrap();
+    let mut same_day = first.clone();
+    same_day.event.session_id = "a retry that changed".into();
+    let batch = WriteBatch { events: vec![first.clone(), same_day, next_day.clone()], errors: vec![] };
+    store.write(&batch).await.unwrap();
+    store.write(&batch).await.unwrap();
+    let stored = store.events(&query(10)).await.unwrap().items;
+    assert_eq!(stored.len(), 2, "one a day");
+    assert_eq!(stored.iter().filter(|e| e.session_id == "day").count(), 2, "the first write of each day stands");
+    let found = store.event(first.event.event_id).await.unwrap().expect("found on any day");
+    assert_eq!(found.timestamp, next_day.event.timestamp, "the newest answers");
+
+    // An invalid payload of either day's event is a duplicate; one without a
+    // readable time is no retry of a stored event, so it is an error.
+    let mut undated = error();
+    undated.event_id = first.event.event_id;
+    let errors = vec![error_for(&first), error_for(&next_day), undated.clone()];
+    store.write(&WriteBatch { events: vec![], errors }).await.unwrap();
+    let kept = store.errors(&ErrorQuery { limit: 10, ..Default::default() }).await.unwrap().items;
+    assert_eq!(kept.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>(), [undated.raw.as_str()]);
+
+    assert!(store.delete_event(first.event.event_id).await.unwrap());
+    assert!(store.event(first.event.event_id).await.unwrap().is_none(), "every day's row is gone");
+    assert!(!store.delete_event(first.event.event_id).await.unwrap());
+}
+
+/// A store made before the day-keyed dedupe: migrating swaps the index,
+/// keeps every row, and the look-up by id then uses the new index.
+#[tokio::test]
+async fn sqlite_migrates_a_store_to_the_day_keyed_dedupe() {
+    let h = SqliteHarness::new().await.unwrap();
+    let url = format!("sqlite://{}", h.0.path().join("the-eye.db").display());
+    let store = h.open().await;
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    // Back to the schema before migration 0011, with an event in it.
+    for sql in [
+        "DROP INDEX events_day_event_id",
+        "CREATE UNIQUE INDEX events_event_id ON events (event_id)",
+        "DELETE FROM _sqlx_migrations WHERE version = 11",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+    let e = event("old", 1);
+    store.write(&WriteBatch { events: vec![e.clone()], errors: vec![] }).await.unwrap();
+
+    assert_eq!(store.migrate().await.unwrap(), ["11 daily dedupe"]);
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND name LIKE '%event_id'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(names, ["events_day_event_id"]);
+    let plan: Vec<String> = sqlx::query(&format!(
+        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE occurred_at / 86400000000 = {} AND event_id = ?",
+        e.event.timestamp.micros() / 86_400_000_000
+    ))
+    .bind(e.event.event_id.as_bytes().to_vec())
+    .fetch_all(&mut db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>("detail"))
+    .collect();
+    assert!(plan.iter().any(|d| d.contains("events_day_event_id")), "{plan:?}");
+    assert_eq!(store.event(e.event.event_id).await.unwrap().map(|s| s.session_id), Some("old".into()));
+    store.write(&WriteBatch { events: vec![e.clone()], errors: vec![] }).await.unwrap();
+    assert_eq!(store.events(&query(10)).await.unwrap().items.len(), 1, "still deduplicated");
+}
 
 #[tokio::test]
 async fn sqlite_backs_up_a_consistent_copy_that_opens_as_a_store() {

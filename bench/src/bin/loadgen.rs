@@ -59,8 +59,9 @@ struct Totals {
 
 fn event(conn: usize, seq: u64, i: usize) -> String {
     // Unique content per event so no two are deduplicated; a time-ordered client id
-    // like the tracker's.
-    let micros = 1_700_000_000_000_000u64 + seq * 1000 + i as u64;
+    // like the tracker's. Stamped now, as live traffic is: the store keys its
+    // dedupe by the event's day, and a prefilled store's days end today.
+    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
     format!(
         concat!(
             r#"{{"event_id":"{}","session_id":"bench-{}","category":"page interaction","name":"pageview","#,

@@ -1,16 +1,50 @@
 //! Events and event errors: the workers' writes and the read side.
 
 use super::*;
-use crate::store::{EventReader, EventSink};
+use crate::store::{timestamp_of, EventReader, EventSink, NewEventError};
 
 impl_admin_reads!(SqliteStore, db: sqlx::Sqlite, read: reader);
 
+/// The day an event happened on, as the unique index `events_day_event_id`
+/// keys it (migration 0011). A query uses that index only when it writes the
+/// same expression.
+macro_rules! day {
+    () => {
+        "occurred_at / 86400000000"
+    };
+}
+
+/// [`day!`] in Rust: both truncate toward zero.
+fn day_of(micros: i64) -> i64 {
+    micros / 86_400_000_000
+}
+
+/// The days that have events, for [`ON_ANY_DAY`]: a skip scan of the index,
+/// one seek a day.
+pub(super) const DAYS: &str = concat!(
+    "WITH RECURSIVE days(d) AS (SELECT (SELECT ",
+    day!(),
+    " FROM events ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT ",
+    day!(),
+    " FROM events WHERE ",
+    day!(),
+    " > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL)"
+);
+
+/// The rows with one `event_id` (the one parameter) on whichever day they
+/// happened, after [`DAYS`]. The index is keyed by day first, so this seeks
+/// once a day stored instead of scanning the table.
+pub(super) const ON_ANY_DAY: &str = concat!(day!(), " IN (SELECT d FROM days) AND event_id = ?");
+
 /// Inserts a batch inside a transaction of the caller's.
 ///
-/// One `event_id` ends as exactly one event or one event error, never both
-/// (see [`crate::store::WriteBatch`]): a valid payload replaces an error with its id,
-/// and an invalid payload whose id is already an event is a duplicate. SQLite
-/// has one writer, so checking inside the transaction is exact.
+/// An event is a duplicate of a stored one with its id on the same UTC day
+/// (the unique index of migration 0011): a retry or a redelivery carries the
+/// same timestamp. One `event_id` ends as exactly one event or one event
+/// error, never both (see [`crate::store::WriteBatch`]): a valid payload
+/// replaces an error with its id, and an invalid payload whose id is already
+/// an event on its payload's day is a duplicate. SQLite has one writer, so
+/// checking inside the transaction is exact.
 pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), StoreError> {
     let created_at = now_micros();
     // Rows this transaction adds get rowids above today's largest, so the
@@ -37,7 +71,7 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
                 .push_bind(created_at)
                 .push_bind(e.application.as_deref());
         });
-        qb.push(" ON CONFLICT (event_id) DO NOTHING");
+        qb.push(" ON CONFLICT DO NOTHING");
         qb.build().execute(&mut *tx).await.map_err(classify)?;
     }
     if !batch.events.is_empty() {
@@ -61,11 +95,15 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
             .await
             .map_err(classify)?;
     }
-    if batch.errors.is_empty() {
+    // In one batch the event wins, whatever the error's payload says of its
+    // time (below, only a stored event on the payload's own day counts).
+    let in_batch: std::collections::HashSet<Uuid> = batch.events.iter().map(|e| e.event.event_id).collect();
+    let errors: Vec<&NewEventError> = batch.errors.iter().filter(|e| !in_batch.contains(&e.event_id)).collect();
+    if errors.is_empty() {
         return Ok(());
     }
     let last_error = last_rowid(tx, "event_errors").await?;
-    for chunk in batch.errors.chunks(INSERT_CHUNK) {
+    for chunk in errors.chunks(INSERT_CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_errors (event_id, raw, reasons, received_at, created_at, application, category, \
              session_id) SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM (",
@@ -78,9 +116,13 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
                 .push_bind(created_at)
                 .push_bind(e.application.as_deref())
                 .push_bind(e.category())
-                .push_bind(e.session_id());
+                .push_bind(e.session_id())
+                // A payload without a readable timestamp has no day, so no
+                // stored event is the same as it (a retry of a stored event
+                // would carry that event's timestamp).
+                .push_bind(timestamp_of(&e.raw).map(|t| day_of(t.micros())));
         });
-        qb.push(") WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.event_id = column1)");
+        qb.push(concat!(") WHERE NOT EXISTS (SELECT 1 FROM events WHERE ", day!(), " = column9 AND events.event_id = column1)"));
         qb.push(" ON CONFLICT (event_id) DO NOTHING");
         qb.build().execute(&mut *tx).await.map_err(classify)?;
     }
@@ -170,7 +212,10 @@ impl EventReader for SqliteStore {
     }
 
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?"))
+        // An id a client reused on other days is several events: the newest answers.
+        let row = sqlx::query(&format!(
+            "{DAYS} SELECT {EVENT_COLUMNS} FROM events WHERE {ON_ANY_DAY} ORDER BY occurred_at DESC, id DESC LIMIT 1"
+        ))
             .bind(event_id.as_bytes().to_vec())
             .fetch_optional(&self.reader)
             .await
