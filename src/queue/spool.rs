@@ -149,7 +149,8 @@ impl Spool {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: every commit fsyncs the WAL. This is what makes a 202 durable.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            .thread_name(|n| format!("eye-spool-{n}"));
         let mut writer = options.clone().connect().await.map_err(unavailable)?;
         sqlx::query(SCHEMA).execute(&mut writer).await.map_err(unavailable)?;
         // Spools written before applications existed lack the column; their entries stay valid.

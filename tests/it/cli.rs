@@ -35,7 +35,7 @@ fn migrate_says_what_it_applied() {
     let data = dir.path().to_str().unwrap();
     let first = stderr(&run(&["--data-dir", data, "migrate"], &[]));
     assert!(
-        first.contains("applied 10 migration(s)") && first.contains("1 initial") && first.contains("10 live"),
+        first.contains("applied 11 migration(s)") && first.contains("1 initial") && first.contains("11 daily dedupe"),
         "{first}"
     );
     let second = stderr(&run(&["--data-dir", data, "migrate"], &[]));

@@ -95,7 +95,10 @@ impl SqliteStore {
             // survive power loss too, not only a process crash.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // sqlx runs each connection on a thread of its own: named, a
+            // profile (and `top -H`) tells the store's from the spool's.
+            .thread_name(|n| format!("eye-store-{n}"));
         // The file is made if missing, never its directory: a typo in the URL
         // must not quietly start an empty database somewhere new.
         if let Some(dir) = options.get_filename().parent() {
