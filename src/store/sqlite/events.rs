@@ -122,7 +122,11 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
                 // would carry that event's timestamp).
                 .push_bind(timestamp_of(&e.raw).map(|t| day_of(t.micros())));
         });
-        qb.push(concat!(") WHERE NOT EXISTS (SELECT 1 FROM events WHERE ", day!(), " = column9 AND events.event_id = column1)"));
+        qb.push(concat!(
+            ") WHERE NOT EXISTS (SELECT 1 FROM events WHERE ",
+            day!(),
+            " = column9 AND events.event_id = column1)"
+        ));
         qb.push(" ON CONFLICT (event_id) DO NOTHING");
         qb.build().execute(&mut *tx).await.map_err(classify)?;
     }
@@ -216,10 +220,10 @@ impl EventReader for SqliteStore {
         let row = sqlx::query(&format!(
             "{DAYS} SELECT {EVENT_COLUMNS} FROM events WHERE {ON_ANY_DAY} ORDER BY occurred_at DESC, id DESC LIMIT 1"
         ))
-            .bind(event_id.as_bytes().to_vec())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(classify)?;
+        .bind(event_id.as_bytes().to_vec())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(classify)?;
         row.as_ref().map(Self::event_from_row).transpose()
     }
 
