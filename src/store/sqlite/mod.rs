@@ -33,6 +33,7 @@ macro_rules! bucket {
     };
 }
 
+mod background;
 mod checkpoint;
 mod curation;
 mod events;
@@ -47,6 +48,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// single-event rate on that store by about 6 % (5 runs in turns, 11.3k to
 /// 12.0k events/s on the means) for 8 MB of RSS (docs/benchmarks.md).
 const WRITER_CACHE_KIB: u32 = 8192;
+
+/// The name prefix of the threads that write the store (the writer's and
+/// the checkpointer's connections), which run at a lower CPU priority.
+const WRITER_THREADS: &str = "eye-store-w";
 
 /// Rows per multi-row INSERT: 8 parameters each, far below SQLite's limit.
 const INSERT_CHUNK: usize = 100;
@@ -98,7 +103,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             // sqlx runs each connection on a thread of its own: named, a
             // profile (and `top -H`) tells the store's from the spool's.
-            .thread_name(|n| format!("eye-store-{n}"));
+            .thread_name(|n| format!("eye-store-r{n}"));
         // The file is made if missing, never its directory: a typo in the URL
         // must not quietly start an empty database somewhere new.
         if let Some(dir) = options.get_filename().parent() {
@@ -112,9 +117,17 @@ impl SqliteStore {
         let writer_options = options
             .clone()
             .pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES.to_string())
-            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"));
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+            .thread_name(|n| format!("{WRITER_THREADS}{n}"));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // Also when the pool replaces a connection it lost.
+            .after_connect(|_, _| {
+                Box::pin(async {
+                    background::lower_priority(WRITER_THREADS);
+                    Ok(())
+                })
+            })
             .connect_with(writer_options)
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
@@ -123,8 +136,10 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
-        let checkpointer =
-            checkpoint::spawn(options).await.map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        let checkpointer = checkpoint::spawn(options.thread_name(|n| format!("{WRITER_THREADS}{n}")))
+            .await
+            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        background::lower_priority(WRITER_THREADS);
         Ok(Self { writer, reader, _checkpointer: Arc::new(checkpointer) })
     }
 
