@@ -95,6 +95,9 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
             .await
             .map_err(classify)?;
     }
+    if batch.errors.is_empty() {
+        return Ok(());
+    }
     // In one batch the event wins, whatever the error's payload says of its
     // time (below, only a stored event on the payload's own day counts).
     let in_batch: std::collections::HashSet<Uuid> = batch.events.iter().map(|e| e.event.event_id).collect();
