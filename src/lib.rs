@@ -69,6 +69,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod paging;
 pub mod peer;
+pub mod priority;
 pub mod queue;
 pub mod rate;
 pub mod request_log;

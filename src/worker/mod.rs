@@ -14,6 +14,7 @@
 //!   entries of the batch are not affected.
 
 mod catalog_cache;
+mod validation;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::domain::{self, Catalog, Reason, Rules};
 use crate::metrics::{CodeLabels, Metrics};
 use crate::queue::{Body, Delivery, DeliveryTag, Envelope, Queue, QueueError};
 use crate::store::{EventSink, NewEvent, NewEventError, StoreError, WriteBatch};
+use validation::Validators;
 
 /// How long an idle worker waits on the queue before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -44,6 +46,8 @@ pub struct Worker {
     linger: Duration,
     max_attempts: u32,
     metrics: Arc<Metrics>,
+    /// Where batches are validated (see [`validation`]).
+    validators: Arc<Validators>,
 }
 
 /// Why a step did not complete; the entries it held stay in the queue.
@@ -96,6 +100,10 @@ impl Worker {
             linger: settings.linger,
             max_attempts: settings.max_attempts,
             metrics: Arc::new(Metrics::new()),
+            // More validation threads than cores would only take turns.
+            validators: Arc::new(Validators::start(
+                settings.workers.min(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            )),
         }
     }
 
@@ -171,7 +179,9 @@ impl Worker {
             return Ok(0);
         }
         self.metrics.worker_batch_size.observe(claimed as f64);
-        let mut items: Vec<Item> = deliveries.into_iter().map(|d| self.process(d, &catalog)).collect();
+        let worker = self.clone();
+        let mut items: Vec<Item> =
+            self.validators.run(move || deliveries.into_iter().map(|d| worker.process(d, &catalog)).collect()).await;
 
         // From here on the entries are this worker's to settle: every failure
         // below is retried with backoff until it succeeds or shutdown begins.

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("rate", 1),
     ("metrics", 0),
     ("domain", 0),
+    ("priority", 0),
 ];
 
 fn layer(module: &str) -> Option<u8> {

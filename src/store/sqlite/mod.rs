@@ -33,7 +33,6 @@ macro_rules! bucket {
     };
 }
 
-mod background;
 mod checkpoint;
 mod curation;
 mod events;
@@ -124,7 +123,7 @@ impl SqliteStore {
             // Also when the pool replaces a connection it lost.
             .after_connect(|_, _| {
                 Box::pin(async {
-                    background::lower_priority(WRITER_THREADS);
+                    crate::priority::lower_threads_named(WRITER_THREADS);
                     Ok(())
                 })
             })
@@ -139,7 +138,7 @@ impl SqliteStore {
         let checkpointer = checkpoint::spawn(options.thread_name(|n| format!("{WRITER_THREADS}{n}")))
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
-        background::lower_priority(WRITER_THREADS);
+        crate::priority::lower_threads_named(WRITER_THREADS);
         Ok(Self { writer, reader, _checkpointer: Arc::new(checkpointer) })
     }
 

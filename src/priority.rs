@@ -1,39 +1,50 @@
-//! The store's writing threads yield the CPU to the requests' threads.
+//! Background threads yield the CPU to the requests' threads.
 //!
-//! A request waits for the spool's commit and nothing else; the store's
-//! writer (a batch's inserts, its B-tree and WAL work) and its checkpointer
-//! only have to keep up on average. On two cores the three contend, and a
-//! request whose HTTP thread waits behind a batch insert is the slow tail of
-//! the acknowledgements. So those two threads run at a nice of
+//! A request waits for the spool's commit and nothing else; the workers'
+//! validation, the store's writer (a batch's inserts, its B-tree and WAL
+//! work) and its checkpointer only have to keep up on average. On two cores
+//! they contend, and a request whose HTTP thread waits behind a batch is the
+//! slow tail of the acknowledgements. So those threads run at a nice of
 //! [`NICE`]: the scheduler still gives them every cycle nobody else
-//! wants, and the spool, the HTTP threads and the workers' validation come
-//! first. Measured in docs/benchmarks.md ("Fourth session"), three runs in
+//! wants, and the spool and the HTTP threads come first. Measured in docs/benchmarks.md ("Fourth session"), three runs in
 //! turns: the ack p99 at half the single-event rate fell from 5.0 to 4.4 ms
 //! on the medians, and the full single-event rate rose rather than fell
 //! (24,300 to 26,200 events/s on the means of two).
 //!
 //! Linux keeps a nice value per thread; sqlx starts one thread for each
-//! SQLite connection and names it, so the threads are found by name in
-//! `/proc/self/task`. Elsewhere this does nothing.
+//! SQLite connection and names it, so the store's threads are found by name
+//! in `/proc/self/task`; the workers' validation threads lower their own
+//! (see `worker::validation`). Elsewhere this does nothing.
 
-/// The nice value of the store's writing threads (0 is the default, 19 the lowest).
+/// The nice value of background threads (0 is the default, 19 the lowest).
 const NICE: i32 = 10;
 
 /// Lowers the CPU priority of this process's threads whose name starts with
-/// `prefix` to [`NICE`]. Failing to is not an error: the store works the same,
-/// only with the default priority.
-pub(super) fn lower_priority(prefix: &str) {
+/// `prefix` to [`NICE`]. Failing to is not an error: everything works the
+/// same, only with the default priority.
+pub fn lower_threads_named(prefix: &str) {
     #[cfg(target_os = "linux")]
     for tid in threads_named(prefix) {
-        let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-        if current < NICE {
-            if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
-                tracing::debug!(error = %e, "cannot lower the priority of a store thread");
-            }
-        }
+        lower(tid);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = prefix;
+}
+
+/// Lowers the calling thread's CPU priority to [`NICE`], as above.
+pub fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    lower(rustix::thread::gettid());
+}
+
+#[cfg(target_os = "linux")]
+fn lower(tid: rustix::process::Pid) {
+    let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if current < NICE {
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
+            tracing::debug!(error = %e, "cannot lower the priority of a background thread");
+        }
+    }
 }
 
 /// The ids of this process's threads whose name starts with `prefix`.
@@ -68,7 +79,7 @@ mod tests {
         let tid = rx.recv().unwrap();
         let me = rustix::thread::gettid();
         let before = rustix::process::getpriority_process(Some(me)).unwrap();
-        lower_priority("eye-test-lower");
+        lower_threads_named("eye-test-lower");
         assert_eq!(rustix::process::getpriority_process(Some(tid)).unwrap(), NICE.max(before));
         assert_eq!(rustix::process::getpriority_process(Some(me)).unwrap(), before, "other threads keep theirs");
         done_tx.send(()).unwrap();
