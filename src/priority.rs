@@ -6,10 +6,11 @@
 //! they contend, and a request whose HTTP thread waits behind a batch is the
 //! slow tail of the acknowledgements. So those threads run at a nice of
 //! [`NICE`]: the scheduler still gives them every cycle nobody else
-//! wants, and the spool and the HTTP threads come first. Measured in docs/benchmarks.md ("Fourth session"), three runs in
-//! turns: the ack p99 at half the single-event rate fell from 5.0 to 4.4 ms
-//! on the medians, and the full single-event rate rose rather than fell
-//! (24,300 to 26,200 events/s on the means of two).
+//! wants, and the spool and the HTTP threads come first. Measured in
+//! docs/benchmarks.md, in turns: for the store's threads ("Fourth session")
+//! the ack p99 at half the single-event rate fell from 5.0 to 4.4 ms on the
+//! medians and the full single-event rate rose (24,300 to 26,200 events/s);
+//! for validation ("Fifth session") the full rate rose another 6 %.
 //!
 //! Linux keeps a nice value per thread; sqlx starts one thread for each
 //! SQLite connection and names it, so the store's threads are found by name
