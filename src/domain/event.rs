@@ -33,32 +33,53 @@ pub struct ValidEvent {
 }
 
 /// Validates one event payload; on failure returns every reason, not just the first.
+///
+/// The payload is taken by value: a valid event's strings and data move into
+/// the [`ValidEvent`] instead of being copied.
 pub fn validate(
-    payload: &Value,
+    payload: Value,
     event_id: Uuid,
     now: DateTime<Utc>,
     catalog: &Catalog,
     rules: &Rules,
 ) -> Result<ValidEvent, Vec<Reason>> {
-    let Some(obj) = payload.as_object() else {
+    let Value::Object(mut obj) = payload else {
         return Err(vec![Reason::new("body", "not_an_object", "an event must be a JSON object")]);
     };
     let mut reasons = Vec::new();
-    let session_id = keep(&mut reasons, text(obj, "session_id", rules, true));
-    let category = keep(&mut reasons, text(obj, "category", rules, false));
-    let name = keep(&mut reasons, text(obj, "name", rules, false));
-    let data = keep(&mut reasons, data(obj));
-    let timestamp = keep(&mut reasons, timestamp(obj, now, rules));
-    keep(&mut reasons, client_event_id(obj));
-
-    if let Some(category) = &category {
-        reasons.extend(catalog.check(category, name.as_deref(), data.and(obj.get("data"))));
-    }
-    match (session_id, category, name, data, timestamp) {
-        (Some(session_id), Some(category), Some(name), Some(data), Some(timestamp)) if reasons.is_empty() => {
-            Ok(ValidEvent { event_id, session_id, category, name, data: data.clone(), timestamp })
+    let timestamp = {
+        let session_id = keep(&mut reasons, text(&obj, "session_id", rules, true));
+        let category = keep(&mut reasons, text(&obj, "category", rules, false));
+        let name = keep(&mut reasons, text(&obj, "name", rules, false));
+        let data = keep(&mut reasons, data(&obj));
+        let timestamp = keep(&mut reasons, timestamp(&obj, now, rules));
+        keep(&mut reasons, client_event_id(&obj));
+        if let Some(category) = category {
+            reasons.extend(catalog.check(category, name, data.and(obj.get("data"))));
         }
+        timestamp.filter(|_| session_id.is_some() && category.is_some() && name.is_some() && data.is_some())
+    };
+    match timestamp {
+        Some(timestamp) if reasons.is_empty() => Ok(ValidEvent {
+            event_id,
+            session_id: take_string(&mut obj, "session_id"),
+            category: take_string(&mut obj, "category"),
+            name: take_string(&mut obj, "name"),
+            data: match obj.remove("data") {
+                Some(Value::Object(data)) => data,
+                _ => Map::new(),
+            },
+            timestamp,
+        }),
         _ => Err(reasons),
+    }
+}
+
+/// A string field already validated as one, moved out of the payload.
+fn take_string(obj: &mut Map<String, Value>, field: &str) -> String {
+    match obj.remove(field) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
     }
 }
 
@@ -76,7 +97,7 @@ pub fn validate_json(
     rules: &Rules,
 ) -> Result<ValidEvent, Vec<Reason>> {
     let value = serde_json::from_str(json).map_err(|e| vec![Reason::new("body", "invalid_json", e.to_string())])?;
-    validate(&value, event_id, received_at, catalog, rules)
+    validate(value, event_id, received_at, catalog, rules)
 }
 
 /// Collects a failed rule and lets validation go on to the next field.
@@ -94,7 +115,7 @@ fn required<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a Value, R
 /// A required, non-blank string of bounded length. Identifiers (`session_id`)
 /// additionally refuse control characters, which have no business in an id and
 /// would forge lines in logs and terminals.
-fn text(obj: &Map<String, Value>, field: &str, rules: &Rules, identifier: bool) -> Result<String, Reason> {
+fn text<'a>(obj: &'a Map<String, Value>, field: &str, rules: &Rules, identifier: bool) -> Result<&'a str, Reason> {
     let Value::String(s) = required(obj, field)? else {
         return Err(Reason::new(field, "wrong_type", format!("{field} must be a string")));
     };
@@ -112,36 +133,40 @@ fn text(obj: &Map<String, Value>, field: &str, rules: &Rules, identifier: bool) 
     if s.chars().any(char::is_control) && (identifier || s.contains('\0')) {
         return Err(Reason::new(field, "control_characters", format!("{field} must not contain control characters")));
     }
-    Ok(s.clone())
+    Ok(s)
 }
 
 fn data(obj: &Map<String, Value>) -> Result<&Map<String, Value>, Reason> {
     let data = required(obj, "data")?;
     let map = data.as_object().ok_or_else(|| Reason::new("data", "wrong_type", "data must be a JSON object"))?;
-    if let Some(path) = nul_path(data, "data".into()) {
+    if let Some(below) = nul_path(data) {
         // PostgreSQL cannot store U+0000 in text or jsonb; refusing it everywhere
         // keeps every backend's behaviour the same.
-        return Err(Reason::new(path, "nul_character", "strings must not contain the NUL character (U+0000)"));
+        return Err(Reason::new(
+            format!("data{below}"),
+            "nul_character",
+            "strings must not contain the NUL character (U+0000)",
+        ));
     }
     Ok(map)
 }
 
-/// Path of the first key or string that contains U+0000, if any.
-fn nul_path(value: &Value, path: String) -> Option<String> {
+/// Where below `value` the first key or string that contains U+0000 is
+/// (`""` for `value` itself, else `/key/index/…`), if anywhere. The path is
+/// built on the way back from a find, so clean data costs no allocation.
+fn nul_path(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) if s.contains('\0') => Some(path),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_path(v, format!("{path}/{i}"))),
-        Value::Object(map) => {
-            map.iter().find_map(
-                |(k, v)| {
-                    if k.contains('\0') {
-                        Some(path.clone())
-                    } else {
-                        nul_path(v, format!("{path}/{k}"))
-                    }
-                },
-            )
+        Value::String(s) if s.contains('\0') => Some(String::new()),
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| nul_path(v).map(|below| format!("/{i}{below}")))
         }
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(String::new())
+            } else {
+                nul_path(v).map(|below| format!("/{k}{below}"))
+            }
+        }),
         _ => None,
     }
 }
@@ -203,7 +228,7 @@ mod tests {
     }
 
     fn reasons_for(payload: Value) -> Vec<(String, String)> {
-        let mut got: Vec<_> = validate(&payload, Uuid::nil(), now(), &catalog(), &rules())
+        let mut got: Vec<_> = validate(payload, Uuid::nil(), now(), &catalog(), &rules())
             .expect_err("must be invalid")
             .into_iter()
             .map(|r| (r.field, r.code))
@@ -224,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_valid_event_passes() {
-        let valid = validate(&event(), Uuid::nil(), now(), &catalog(), &rules()).unwrap();
+        let valid = validate(event(), Uuid::nil(), now(), &catalog(), &rules()).unwrap();
         assert_eq!(valid.session_id, "s1");
         assert_eq!(valid.timestamp.to_string(), "2026-01-01T11:59:00.000000Z");
     }
@@ -265,7 +290,7 @@ mod tests {
         assert_eq!(reasons_for(with("session_id", json!("  "))), pair("session_id", "blank"));
         assert_eq!(reasons_for(with("session_id", json!("x".repeat(17)))), pair("session_id", "too_long"));
         // The limit counts characters, not bytes.
-        assert!(validate(&with("session_id", json!("眼".repeat(16))), Uuid::nil(), now(), &catalog(), &rules()).is_ok());
+        assert!(validate(with("session_id", json!("眼".repeat(16))), Uuid::nil(), now(), &catalog(), &rules()).is_ok());
     }
 
     #[test]
@@ -280,7 +305,7 @@ mod tests {
         assert_eq!(reasons_for(with("timestamp", json!("2026-01-01T12:05:01Z"))), pair("timestamp", "in_future"));
         // Within the skew is fine.
         let e = with("timestamp", json!("2026-01-01T12:04:59Z"));
-        assert!(validate(&e, Uuid::nil(), now(), &catalog(), &rules()).is_ok());
+        assert!(validate(e, Uuid::nil(), now(), &catalog(), &rules()).is_ok());
     }
 
     #[test]

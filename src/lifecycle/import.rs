@@ -224,7 +224,7 @@ fn event_of(
         "timestamp": timestamp.to_string(),
     });
     let event_id = domain::event_id::derive(&payload);
-    let (conforming, event) = match domain::validate(&payload, event_id, created_at, catalog, rules) {
+    let (conforming, event) = match domain::validate(payload, event_id, created_at, catalog, rules) {
         Ok(valid) => (true, valid),
         Err(_) => {
             let data = match data {

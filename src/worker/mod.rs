@@ -73,6 +73,10 @@ enum Outcome {
     Error(NewEventError),
     /// Processing failed; try again later.
     Retry,
+    /// Moved into the batch being written (see [`lend`]): an event or not.
+    Lent {
+        event: bool,
+    },
 }
 
 struct Item {
@@ -190,7 +194,10 @@ impl Worker {
         let mut backoff = Backoff::default();
         loop {
             let started = std::time::Instant::now();
-            let written = match self.store.write(&batch_of(&items)).await {
+            let batch = lend(&mut items);
+            let result = self.store.write(&batch).await;
+            give_back(&mut items, batch);
+            let written = match result {
                 Err(StoreError::Rejected(e)) => {
                     tracing::warn!(error = %e, "store refused a batch; writing it row by row");
                     self.isolate(&mut items).await
@@ -225,7 +232,7 @@ impl Worker {
                         self.metrics.event_errors.get_or_create(&CodeLabels { code: reason.code.clone() }).inc();
                     }
                 }
-                Outcome::Retry => {}
+                Outcome::Retry | Outcome::Lent { .. } => {}
             }
         }
         tracing::debug!(claimed, retried = retry.len(), "batch done");
@@ -249,9 +256,11 @@ impl Worker {
 
     fn process(&self, d: Delivery, catalog: &Catalog) -> Item {
         let Envelope { event_id, received_at, application, body } = d.envelope;
-        let raw = match &body {
-            Body::Event(json) => json.clone(),
-            Body::Rejected { raw, .. } => raw.clone(),
+        // The payload's text moves into the item (it is kept for the rare
+        // event the store refuses); only event errors copy it.
+        let (raw, rejected) = match body {
+            Body::Event(json) => (json, None),
+            Body::Rejected { raw, reason } => (raw, Some(reason)),
         };
         let error = |reasons: Vec<Reason>| {
             Outcome::Error(NewEventError {
@@ -264,9 +273,9 @@ impl Worker {
         };
         // A panic in validation (a bug, or a pathological input) must cost this entry
         // an attempt, not the whole batch or the worker.
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &body {
-            Body::Rejected { reason, .. } => error(vec![reason.clone()]),
-            Body::Event(json) => match domain::validate_json(json, event_id, received_at, catalog, &self.rules) {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match rejected {
+            Some(reason) => error(vec![reason]),
+            None => match domain::validate_json(&raw, event_id, received_at, catalog, &self.rules) {
                 Ok(event) => Outcome::Event(NewEvent { event, received_at, application: application.clone() }),
                 Err(reasons) => error(reasons),
             },
@@ -313,7 +322,7 @@ impl Worker {
                     let (event_id, received_at, application) = match &item.outcome {
                         Outcome::Event(ev) => (ev.event.event_id, ev.received_at, ev.application.clone()),
                         Outcome::Error(err) => (err.event_id, err.received_at, err.application.clone()),
-                        Outcome::Retry => continue,
+                        Outcome::Retry | Outcome::Lent { .. } => continue,
                     };
                     tracing::warn!(%event_id, error = %e, "store refused an entry");
                     item.outcome = self.last_chance(
@@ -345,13 +354,46 @@ async fn pause(delay: Duration, shutdown: &CancellationToken) -> Result<(), Step
     }
 }
 
+/// Moves the items' events and errors into one batch, without copying them;
+/// [`give_back`] returns them once the write is done, however it went.
+fn lend(items: &mut [Item]) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for item in items.iter_mut() {
+        match std::mem::replace(&mut item.outcome, Outcome::Lent { event: true }) {
+            Outcome::Event(e) => batch.events.push(e),
+            Outcome::Error(e) => {
+                batch.errors.push(e);
+                item.outcome = Outcome::Lent { event: false };
+            }
+            other => item.outcome = other,
+        }
+    }
+    batch
+}
+
+/// Puts what [`lend`] took back into the items it came from, in order.
+fn give_back(items: &mut [Item], batch: WriteBatch) {
+    let (mut events, mut errors) = (batch.events.into_iter(), batch.errors.into_iter());
+    for item in items.iter_mut() {
+        let back = match item.outcome {
+            Outcome::Lent { event: true } => events.next().map(Outcome::Event),
+            Outcome::Lent { event: false } => errors.next().map(Outcome::Error),
+            _ => continue,
+        };
+        // Every lent item has its entry in the batch; were one missing, the
+        // entry would be retried rather than settled.
+        item.outcome = back.unwrap_or(Outcome::Retry);
+    }
+}
+
+/// A copy of the items' events and errors as one batch (writing them one by one).
 fn batch_of(items: &[Item]) -> WriteBatch {
     let mut batch = WriteBatch::default();
     for item in items {
         match &item.outcome {
             Outcome::Event(e) => batch.events.push(e.clone()),
             Outcome::Error(e) => batch.errors.push(e.clone()),
-            Outcome::Retry => {}
+            Outcome::Retry | Outcome::Lent { .. } => {}
         }
     }
     batch
@@ -377,8 +419,64 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    use super::Backoff;
-    use std::time::Duration;
+    use super::*;
+
+    fn item(tag: u128, outcome: Outcome) -> Item {
+        Item { tag: DeliveryTag(tag), attempts: 0, raw: String::new(), outcome }
+    }
+
+    fn event(session: &str) -> Outcome {
+        let event = domain::ValidEvent {
+            event_id: uuid::Uuid::new_v4(),
+            session_id: session.into(),
+            category: "c".into(),
+            name: "n".into(),
+            data: Default::default(),
+            timestamp: domain::Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        };
+        Outcome::Event(NewEvent { event, received_at: chrono::Utc::now(), application: None })
+    }
+
+    fn error(raw: &str) -> Outcome {
+        Outcome::Error(NewEventError {
+            event_id: uuid::Uuid::new_v4(),
+            raw: raw.into(),
+            reasons: vec![],
+            received_at: chrono::Utc::now(),
+            application: None,
+        })
+    }
+
+    /// What each item holds, to compare before and after.
+    fn shape(items: &[Item]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match &i.outcome {
+                Outcome::Event(e) => format!("{} event {}", i.tag.0, e.event.session_id),
+                Outcome::Error(e) => format!("{} error {}", i.tag.0, e.raw),
+                Outcome::Retry => format!("{} retry", i.tag.0),
+                Outcome::Lent { .. } => format!("{} lent", i.tag.0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lent_batch_comes_back_to_the_items_it_came_from() {
+        let mut items = vec![
+            item(1, event("a")),
+            item(2, error("x")),
+            item(3, Outcome::Retry),
+            item(4, event("b")),
+            item(5, error("y")),
+        ];
+        let before = shape(&items);
+        let batch = lend(&mut items);
+        assert_eq!(batch.events.iter().map(|e| e.event.session_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(batch.errors.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(shape(&items), ["1 lent", "2 lent", "3 retry", "4 lent", "5 lent"]);
+        give_back(&mut items, batch);
+        assert_eq!(shape(&items), before);
+    }
 
     #[test]
     fn backoff_doubles_then_caps() {
