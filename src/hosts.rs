@@ -3,12 +3,11 @@
 //! Host-header attacks (poisoned links, cache poisoning) and requests for
 //! other sites that DNS or a proxy sent here by mistake.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
+use crate::config::HttpSettings;
 use crate::http_error::error_response;
 
 pub use crate::domain::hosts::AllowedHosts;
@@ -38,28 +37,25 @@ fn requested_host(headers: &HeaderMap, trust_proxy: bool) -> Result<String, &'st
 /// nodes by address, and these reveal nothing.
 const ANY_HOST: [&str; 2] = ["/healthz", "/readyz"];
 
-/// Middleware: refuses requests for hosts not in `allowed_hosts` with a 400.
-pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The 400 for a request whose host is not in `allowed_hosts`; `None` lets it through.
+pub fn refusal(settings: &HttpSettings, request: &Request) -> Option<Response> {
     if ANY_HOST.contains(&request.uri().path()) {
-        return next.run(request).await;
+        return None;
     }
     let allowed = |host: &str| {
-        if state.settings.http.allowed_hosts.allows(host) {
+        if settings.allowed_hosts.allows(host) {
             Ok(())
         } else {
             tracing::debug!(host = %host.escape_debug(), "request for a host that is not allowed");
             Err("this server does not answer to that host; add it to THE_EYE_ALLOWED_HOSTS if it should")
         }
     };
-    let verdict = requested_host(request.headers(), state.settings.http.trust_proxy).and_then(|host| allowed(&host));
+    let verdict = requested_host(request.headers(), settings.trust_proxy).and_then(|host| allowed(&host));
     // An absolute-form target (`GET http://host/path`) names the host a second
     // time, and HTTP says that one wins over `Host`: it must be allowed too.
     let verdict = verdict.and_then(|()| match request.uri().authority() {
         Some(authority) => allowed(authority.as_str()),
         None => Ok(()),
     });
-    match verdict {
-        Ok(()) => next.run(request).await,
-        Err(message) => error_response(StatusCode::BAD_REQUEST, "bad_host", message),
-    }
+    verdict.err().map(|message| error_response(StatusCode::BAD_REQUEST, "bad_host", message))
 }

@@ -1,14 +1,13 @@
 //! The JSON shape every error answer shares:
 //! `{"error": {"code", "message", "request_id"}}`.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::config::HttpSettings;
 
 /// An error answer with a stable `code`, a sentence for people, and the
 /// request's id (the one in its log line) when there is one.
@@ -30,29 +29,28 @@ pub async fn method_not_allowed() -> Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }
 
-/// Middleware: a request target or head larger than the settings allow gets
-/// 414 or 431 in the usual error shape, before anything else looks at it.
-/// (hyper's own buffer is sized above these limits, so its bare 431 is only
-/// for heads far beyond them.)
-pub async fn head_limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let settings = &state.settings.http;
+/// The 414 or 431 for a request target or head larger than the settings
+/// allow, in the usual error shape; `None` lets the request through. (hyper's
+/// own buffer is sized above these limits, so its bare 431 is only for heads
+/// far beyond them.)
+pub fn head_refusal(settings: &HttpSettings, request: &Request) -> Option<Response> {
     let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > settings.max_uri_bytes {
-        return error_response(
+        return Some(error_response(
             StatusCode::URI_TOO_LONG,
             "uri_too_long",
             format!("the request target is longer than {} bytes", settings.max_uri_bytes),
-        );
+        ));
     }
     let head: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
     if head > settings.max_header_bytes {
-        return error_response(
+        return Some(error_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
             format!("the request headers are larger than {} bytes", settings.max_header_bytes),
-        );
+        ));
     }
-    next.run(request).await
+    None
 }
 
 /// Every error answer.

@@ -11,12 +11,11 @@
 //! response bytes. Never the client's address, a key, a token, a query string
 //! or a payload. `THE_EYE_LOG=info,the_eye::access=off` turns it off.
 
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Body as _;
 
@@ -42,15 +41,19 @@ fn sane(value: &HeaderValue) -> Option<String> {
     ok.then(|| text.to_string())
 }
 
-/// Middleware: gives the request its id, answers with it, logs the request
-/// and counts it.
-pub async fn middleware(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+/// Gives the request its id, lets `handle` answer it with that id in scope
+/// (see [`current`]), then answers with the id, logs the request and counts it.
+pub async fn logged<F, Fut>(metrics: &Metrics, request: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let id = request.headers().get(&HEADER).and_then(sane).unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
     let method = request.method().clone();
     // Known only once routed; the middleware is a route layer, so it is here.
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let mut response = REQUEST_ID.scope(id.clone(), handle(request)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
