@@ -276,7 +276,7 @@ pub fn router(state: AppState) -> Router {
 /// id, log line and count (`request_log`), then the head's limits
 /// (`http_error`) and the allowed hosts (`hosts`). One layer, not three:
 /// each `from_fn` layer boxes the inner service and its future on every
-/// request, and the three cost ingest about a fifth of its server CPU
+/// request: as three layers they cost ingest 12 % more server CPU an event
 /// (docs/benchmarks.md, "Sixth session").
 async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let http = &state.settings.http;
