@@ -118,6 +118,22 @@ pub struct Spool {
     appended: Arc<Notify>,
     /// Group commits that failed since start (a locked or full disk, say).
     failed_commits: Arc<AtomicU64>,
+    /// The writer thread, joined on drop (see `Drop`).
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The writer commits what it was handed and checkpoints before the spool is
+/// gone, so after a clean stop the spool's file holds every entry and its WAL
+/// is empty: nothing is left for a copy of the data dir to miss.
+impl Drop for Spool {
+    fn drop(&mut self) {
+        // The writer ends once every sender is gone; this is the only one.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.commands, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Spool {
@@ -178,7 +194,7 @@ impl Spool {
             failed_commits: failed_commits.clone(),
             metrics,
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("eye-spool-writer".into())
             .spawn(move || write_loop(w, rx))
             .map_err(|e| unavailable(format!("starting the spool writer: {e}")))?;
@@ -191,6 +207,7 @@ impl Spool {
             max_depth,
             appended,
             failed_commits,
+            writer: Some(writer),
         })
     }
 
@@ -310,6 +327,11 @@ fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Command>) {
         let (appends, settles): (Vec<_>, Vec<_>) = group.drain(..).partition(|cmd| matches!(cmd, Command::Append(..)));
         w.commit(appends);
         w.commit(settles);
+    }
+    // The claim readers may still be open, so closing this connection would
+    // not fold the WAL back in: do it here.
+    if let Err(e) = w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "could not checkpoint the spool at shutdown; its WAL is replayed at the next start");
     }
 }
 
