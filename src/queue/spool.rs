@@ -315,6 +315,7 @@ fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Command>) {
     let mut group = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
+        // Everything that queued up while the last commit ran goes into this one.
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(cmd) => group.push(cmd),
