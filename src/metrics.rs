@@ -19,8 +19,8 @@ use prometheus_client::registry::Registry;
 /// An HTTP answer: method, route template, status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// `GET`, `POST`, …
-    pub method: String,
+    /// `GET`, `POST`, … (see [`method_label`]).
+    pub method: &'static str,
     /// The route template (`/api/events/{event_id}`), or `(no route)`.
     pub route: String,
     /// The status code.
@@ -52,6 +52,24 @@ pub struct PanicLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
+}
+
+/// A method as a label: the nine methods of RFC 9110 by name, any other as
+/// `other`. A client may send any token as its method; labelled verbatim,
+/// each made-up one would start series that live as long as the process.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "PATCH" => "PATCH",
+        _ => "other",
+    }
 }
 
 fn latency() -> Histogram {
@@ -166,8 +184,8 @@ impl Metrics {
     }
 
     /// Records one HTTP answer.
-    pub fn http(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let labels = HttpLabels { method: method.into(), route: route.into(), status };
+    pub fn http(&self, method: &axum::http::Method, route: &str, status: u16, took: Duration) {
+        let labels = HttpLabels { method: method_label(method), route: route.into(), status };
         self.http_requests.get_or_create(&labels).inc();
         self.http_duration.get_or_create(&RouteLabels { route: route.into() }).observe(took.as_secs_f64());
     }
@@ -191,7 +209,7 @@ mod tests {
     fn counters_and_histograms_render_with_the_prefix() {
         let m = Metrics::new();
         m.events_accepted.inc_by(3);
-        m.http("POST", "/collector", 202, Duration::from_millis(2));
+        m.http(&axum::http::Method::POST, "/collector", 202, Duration::from_millis(2));
         m.panicked("worker");
         let text = m.render();
         assert!(text.contains("the_eye_events_accepted_total 3"), "{text}");
@@ -202,5 +220,19 @@ mod tests {
         assert!(text.contains("the_eye_http_request_duration_seconds_bucket"), "{text}");
         assert!(text.contains(r#"the_eye_panics_total{task="worker"} 1"#), "{text}");
         assert!(text.contains(r#"the_eye_build_info{version="#), "{text}");
+    }
+
+    #[test]
+    fn made_up_methods_share_one_series() {
+        let m = Metrics::new();
+        for method in ["FOO", "BAR1", "PROPFIND"] {
+            m.http(&axum::http::Method::from_bytes(method.as_bytes()).unwrap(), "(no route)", 404, Duration::ZERO);
+        }
+        let text = m.render();
+        assert!(
+            text.contains(r#"the_eye_http_requests_total{method="other",route="(no route)",status="404"} 3"#),
+            "{text}"
+        );
+        assert!(!text.contains("FOO") && !text.contains("PROPFIND"), "{text}");
     }
 }

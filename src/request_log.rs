@@ -25,20 +25,28 @@ use crate::metrics::Metrics;
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    // Held as the header it is sent back in: cloning one shares its bytes.
+    static REQUEST_ID: HeaderValue;
 }
 
 /// The id of the request being handled, if called while handling one.
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID.try_with(|id| String::from_utf8_lossy(id.as_bytes()).into_owned()).ok()
 }
 
 /// The client's id when it is one we can log and echo safely.
-fn sane(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    let ok = (1..=64).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    ok.then(|| text.to_string())
+fn sane(value: &HeaderValue) -> Option<HeaderValue> {
+    let bytes = value.as_bytes();
+    let ok = (1..=64).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| value.clone())
+}
+
+/// A new id: a UUIDv7 in 32 hex digits, so ids sort by time.
+fn new_id() -> HeaderValue {
+    let mut buf = [0u8; 32];
+    let hex = uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
+    HeaderValue::from_str(hex).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// Gives the request its id, lets `handle` answer it with that id in scope
@@ -49,17 +57,14 @@ where
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
-    let id = request.headers().get(&HEADER).and_then(sane).unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let id = request.headers().get(&HEADER).and_then(sane).unwrap_or_else(new_id);
     let method = request.method().clone();
     // Known only once routed; the middleware is a route layer, so it is here.
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let mut response = REQUEST_ID.scope(id.clone(), handle(request)).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
-    }
     let bytes = response.body().size_hint().exact();
     let route = route.as_deref().unwrap_or("(no route)");
-    metrics.http(method.as_str(), route, response.status().as_u16(), started.elapsed());
+    metrics.http(&method, route, response.status().as_u16(), started.elapsed());
     tracing::info!(
         target: "the_eye::access",
         method = %method,
@@ -67,9 +72,10 @@ where
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         bytes,
-        request_id = %id,
+        request_id = id.to_str().unwrap_or_default(),
         "request"
     );
+    response.headers_mut().insert(HEADER, id);
     response
 }
 
@@ -80,11 +86,19 @@ mod tests {
     #[test]
     fn only_sane_ids_are_kept() {
         for ok in ["abc", "0190a1b2-c3d4", "trace_1.2"] {
-            assert_eq!(sane(&HeaderValue::from_static(ok)).as_deref(), Some(ok));
+            assert_eq!(sane(&HeaderValue::from_static(ok)), Some(HeaderValue::from_static(ok)));
         }
         for bad in ["", "a b", "x;y", "<script>"] {
             assert_eq!(sane(&HeaderValue::from_str(bad).unwrap()), None, "{bad:?}");
         }
         assert_eq!(sane(&HeaderValue::from_str(&"x".repeat(65)).unwrap()), None);
+    }
+
+    #[test]
+    fn new_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (new_id(), new_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit), "{a:?}");
+        assert_ne!(a, b);
     }
 }

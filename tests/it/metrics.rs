@@ -54,6 +54,21 @@ async fn sending_events_moves_the_counters_by_exactly_that_many() {
 }
 
 #[tokio::test]
+async fn made_up_methods_do_not_make_new_series() {
+    let app = TestApp::spawn().await;
+    for method in ["FROB", "XYZZY", "GETX"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app.client.request(method, app.url("/nowhere")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, r#"the_eye_http_requests_total{method="other",route="(no route)",status="404"}"#), 3.0);
+    for made_up in ["FROB", "XYZZY", "GETX"] {
+        assert!(!text.contains(made_up), "{made_up} is a label: {text}");
+    }
+}
+
+#[tokio::test]
 async fn metrics_need_a_token_unless_public() {
     let app = TestApp::spawn().await;
     assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
