@@ -23,3 +23,42 @@ copy_store() { # FROM TO
     cp "$1"/the-eye.db* "$2"/
     sync
 }
+
+# The disk's own fsync time: 2,000 rewrites of a 4 KiB block in DIR, each
+# followed by fdatasync, as the spool's commit does; prints p50 and p99.
+fsync_floor() { # DIR
+    python3 - "$1" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+took = []
+for i in range(2000):
+    os.pwrite(fd, b"x" * 4096, (i % 64) * 4096)
+    t = time.perf_counter(); os.fdatasync(fd); took.append((time.perf_counter() - t) * 1e3)
+os.close(fd); os.unlink(path)
+took.sort()
+print(f"fdatasync of 4 KiB here: p50 {took[1000]:.2f} ms, p99 {took[1980]:.2f} ms")
+PY
+}
+
+# The spool's group commits so far, from the server's /metrics (the server
+# runs with THE_EYE_METRICS_PUBLIC=true): how many, their mean time with the
+# fsync, the bucket that holds their 99th percentile, and the mean group.
+spool_commits() {
+    python3 - "http://$ADDR/metrics" <<'PY'
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+def value(name):
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+n = value("the_eye_spool_commit_seconds_count")
+if not n:
+    sys.exit()
+buckets = [(float(le), float(c)) for le, c in re.findall(r'^the_eye_spool_commit_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)]
+p99 = next(le for le, c in buckets if c >= 0.99 * n)
+groups = value("the_eye_spool_group_size_count")
+size = value("the_eye_spool_group_size_sum") / groups if groups else 0
+print(f"  spool: {n:.0f} group commits, mean {value('the_eye_spool_commit_seconds_sum') / n * 1e3:.2f} ms "
+      f"(p99 <= {p99 * 1e3:.1f} ms), {size:.1f} entries a group")
+PY
+}

@@ -13,7 +13,7 @@
 #                                    # embedded run adds when PostgreSQL and redis-server are here
 #
 # Events carry random (UUIDv4) ids, as clients that make their own send.
-# Prints, from one run on one machine: the HTTP ceiling (a bare axum server
+# Prints, from one run on one machine: the disk's fsync time, the HTTP ceiling (a bare axum server
 # answering 202), ingest and spool alone (no workers), The Eye's end-to-end
 # rate (accepted AND stored: each run ends when the queue is empty) with 1 and
 # with 100 events per request, ack latency, the latency at half the
@@ -44,6 +44,9 @@ field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 echo "deployment: $DEPLOYMENT; load: $CONNS connections for single events, $BATCH_CONNS for batches, ${SECS}s each"
+probe=$(mktemp -d)
+echo "disk: $(fsync_floor "$probe")"
+rm -rf "$probe"
 echo
 
 # 1. HTTP ceiling
@@ -94,7 +97,7 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
         start_scaled "$dir"
     else
         KEY=$(app_key "$EYE" "$dir" "bench-$RANDOM")
-        THE_EYE_LOG=warn "$EYE" --data-dir "$dir" serve --listen "$ADDR" &
+        THE_EYE_LOG=warn THE_EYE_METRICS_PUBLIC=true "$EYE" --data-dir "$dir" serve --listen "$ADDR" &
         PIDS=$!
     fi
     unset THE_EYE_WORKERS
@@ -105,6 +108,8 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
     out=$($LOADGEN --addr "$ADDR" --key "$KEY" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" $drain --random-ids --json)
     # shellcheck disable=SC2086
     cpu_after=$(cpu_ticks $PIDS)
+    local commits=
+    if [ "$DEPLOYMENT" != scaled ]; then commits=$(spool_commits); fi
     for pid in $PIDS; do # peak RSS of The Eye's processes, summed
         rss_kb=$((rss_kb + $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")))
     done
@@ -127,6 +132,9 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
     # CPU seconds each process used during the load and the drain (scaled:
     # ingest node, worker, Redis), to see which one sets the pace.
     python3 -c "import sys; b, a = sys.argv[1].split(), sys.argv[2].split(); print('  CPU s: ' + ' '.join(f'{(int(y) - int(x)) / $(getconf CLK_TCK):.1f}' for x, y in zip(b, a)))" "$cpu_before" "$cpu_after"
+    # The spool's share of the ack latency: a request waits for the commit
+    # in flight, then for its own group's.
+    if [ -n "$commits" ]; then echo "$commits"; fi
     LAST_RATE=$rate
     LAST_RPS=$(field "$out" "round(requests_per_s)")
 }
