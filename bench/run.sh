@@ -84,8 +84,13 @@ stop_scaled() {
     psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
 }
 
-cpu_ticks() { # user + system ticks of each PID, in order
+cpu_ticks() { # user + system ticks of each PID, in order; scaled: then PostgreSQL's
     for pid in "$@"; do awk '{printf "%d ", $14 + $15}' "/proc/$pid/stat"; done
+    # Every postgres process together (the worker's backends stay connected
+    # for the whole run; a backend that exits meanwhile takes its share along).
+    if [ "$DEPLOYMENT" = scaled ]; then
+        awk '$2 == "(postgres)" {s += $14 + $15} END {printf "%d ", s}' /proc/[0-9]*/stat 2>/dev/null
+    fi
 }
 
 run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 workers (default: the default), $6 data dir to reuse
@@ -130,7 +135,7 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
         "$1" "$rate" "$what" "$ratio" \
         "$(field "$out" "latency_us['p50']")" "$(field "$out" "latency_us['p99']")" "$((rss_kb / 1024))"
     # CPU seconds each process used during the load and the drain (scaled:
-    # ingest node, worker, Redis), to see which one sets the pace.
+    # ingest node, worker, Redis, PostgreSQL), to see which one sets the pace.
     python3 -c "import sys; b, a = sys.argv[1].split(), sys.argv[2].split(); print('  CPU s: ' + ' '.join(f'{(int(y) - int(x)) / $(getconf CLK_TCK):.1f}' for x, y in zip(b, a)))" "$cpu_before" "$cpu_after"
     # The spool's share of the ack latency: a request waits for the commit
     # in flight, then for its own group's.
