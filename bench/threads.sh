@@ -7,6 +7,7 @@
 #   bench/threads.sh [BIN]             # 64 connections, one event a request, 8 s
 #   BATCH=100 CONNECTIONS=16 bench/threads.sh
 #   WORKERS=0 bench/threads.sh         # ingest and spool alone (per event accepted)
+#   PREFILL_DIR=bench/.prefill-10000000 bench/threads.sh   # on a copy of a prefilled store
 #
 # Build first: cargo build --release --workspace.
 set -euo pipefail
@@ -15,7 +16,10 @@ cd "$(dirname "$0")/.."
 . bench/common.sh
 BIN=${1:-target/release/the-eye}; ADDR=127.0.0.1:8081
 dir=$(mktemp -d)
-KEY=$(app_key "$BIN" "$dir")
+if [ -n "${PREFILL_DIR:-}" ]; then
+    copy_store "$PREFILL_DIR" "$dir"
+fi
+KEY=$(app_key "$BIN" "$dir" "bench-$RANDOM")
 drain=--drain; rate=stored_events_per_s; counted=stored
 if [ "${WORKERS:-}" = 0 ]; then drain=; rate=accepted_events_per_s; counted=accepted; fi
 env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${WORKERS:+THE_EYE_WORKERS=$WORKERS} \
