@@ -129,6 +129,7 @@ impl App {
     /// Serves HTTP on `listener` and runs `settings.workers` workers until `shutdown`
     /// completes. Then: stop accepting and finish in-flight requests; then stop the
     /// workers after their current batch. Each phase has `shutdown_timeout_secs`.
+    /// Last the store's connections close ([`crate::store::Store::close`]).
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -159,6 +160,7 @@ impl App {
         if !tasks::join_within(workers, deadline).await {
             tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
         }
+        self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -167,7 +169,7 @@ impl App {
 impl App {
     /// `the-eye worker`: only the workers (and, if configured, `/healthz` and
     /// `/readyz` on `worker_health_listen`) until `shutdown`; then the workers
-    /// finish their batch, within `shutdown_timeout_secs`.
+    /// finish their batch, within `shutdown_timeout_secs`, and the store closes.
     pub async fn run_workers(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
         let stop = CancellationToken::new();
@@ -200,6 +202,7 @@ impl App {
         if let Some(h) = health {
             let _ = h.await;
         }
+        self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

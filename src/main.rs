@@ -318,7 +318,7 @@ async fn run() -> anyhow::Result<()> {
     for name in Settings::unknown_env_vars() {
         tracing::warn!(variable = %name, "ignoring an environment variable that is not a setting (a typo?)");
     }
-    match command {
+    let result = match command {
         Command::Serve(_) => commands::serve(settings).await,
         Command::Worker { .. } => commands::worker(settings).await,
         Command::Migrate => commands::migrate(settings).await,
@@ -351,5 +351,7 @@ async fn run() -> anyhow::Result<()> {
             AppsCommand::Revoke { name } => commands::revoke_app(settings, &name).await,
             AppsCommand::Rotate { name } => commands::rotate_app(settings, &name).await,
         },
-    }
+    };
+    commands::close_stores().await;
+    result
 }

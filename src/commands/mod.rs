@@ -147,11 +147,31 @@ async fn audit(store: &dyn store::Store, action: &str, object: &str, detail: Str
     }
 }
 
+/// The stores the command opened, for [`close_stores`].
+static OPENED: std::sync::Mutex<Vec<std::sync::Arc<dyn store::Store>>> = std::sync::Mutex::new(Vec::new());
+
+/// Opens the store for a command; [`close_stores`] closes it when the command is done.
 async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
-    crate::app::prepare_data_dir(&settings.store.data_dir)?;
-    let store = store::open(settings.store.database.as_str()).await?;
+    let store = open_unmigrated(settings).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+async fn open_unmigrated(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+    crate::app::prepare_data_dir(&settings.store.data_dir)?;
+    let store = store::open(settings.store.database.as_str()).await?;
+    OPENED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(store.clone());
+    Ok(store)
+}
+
+/// Closes the stores a command opened, whether it succeeded or not, as
+/// `serve` closes its own on a clean stop: with SQLite, what the command
+/// wrote (an erasure, say) is then in `the-eye.db` itself, not left in its WAL.
+pub async fn close_stores() {
+    let opened = std::mem::take(&mut *OPENED.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    for store in opened {
+        store.close().await;
+    }
 }
 
 /// `the-eye createsuperuser`: like Django's. Prompts for what the flags do not
@@ -218,8 +238,7 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
 
 /// `the-eye migrate`: brings the store's schema up to date.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    crate::app::prepare_data_dir(&settings.store.data_dir)?;
-    let store = store::open(settings.store.database.as_str()).await?;
+    let store = open_unmigrated(&settings).await?;
     let applied = store.migrate().await?;
     if applied.is_empty() {
         eprintln!("the database was already up to date");

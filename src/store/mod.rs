@@ -658,6 +658,11 @@ pub trait Store: EventSink + EventReader + Access + Curation + Lifecycle {
     async fn migrate(&self) -> Result<Vec<String>, StoreError>;
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes every connection, waiting for each, once nothing will use the
+    /// store again (a clean stop, after the workers have finished). SQLite
+    /// then folds its WAL back into the database file, so that the file alone
+    /// holds every stored event; PostgreSQL ends its backends cleanly.
+    async fn close(&self);
 }
 
 /// An application from its stored columns; `origins` is the JSON array as text.

@@ -303,6 +303,59 @@ async fn a_backup_taken_while_serving_restores_into_a_fresh_data_dir() {
     assert!(lines(&text).iter().all(|l| l.contains("\"backed-up\"")));
 }
 
+/// Exports what `DATA_DIR/the-eye.db` alone holds (its `-wal` left behind),
+/// as an operator's copy of that one file would; returns the exported lines.
+fn events_in_the_database_file(data_dir: &Path) -> usize {
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(data_dir.join("the-eye.db"), copy.path().join("the-eye.db")).unwrap();
+    let out = copy.path().join("events.ndjson");
+    let (ok, _, err) =
+        run(&["--data-dir", copy.path().to_str().unwrap(), "export", "--out", out.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    lines(&std::fs::read_to_string(&out).unwrap()).len()
+}
+
+/// Bytes in a WAL file of the data dir, 0 when there is none.
+fn wal_bytes(data_dir: &Path, wal: &str) -> u64 {
+    std::fs::metadata(data_dir.join(wal)).map(|m| m.len()).unwrap_or(0)
+}
+
+/// An operator who stops the service and copies `the-eye.db` alone (not
+/// its `-wal`) must still have every stored event: a clean stop closes the
+/// store, and SQLite folds the WAL back into the file as the last connection
+/// closes. The spool's WAL is empty too. A command (here an erasure) closes
+/// the store it opened the same way, so what it did is in the file as well.
+#[tokio::test]
+async fn a_clean_stop_leaves_every_stored_event_in_the_database_file_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let key = create_app_key(&["--data-dir", data], "site");
+    let token = crate::procs::create_token(&["--data-dir", data]);
+    let port = crate::procs::free_port().to_string();
+    let eye = Eye::start(&["--data-dir", data, "serve", "--listen", &format!("127.0.0.1:{port}")], &[]).await;
+    let base = eye.base.clone().unwrap();
+    let client = reqwest::Client::new();
+    let events: Vec<Value> = (0..200).map(|i| pageview("kept", i)).collect();
+    let sent = client.post(format!("{base}/collector")).header("x-eye-key", &key).json(&events).send().await.unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    eventually(30, "the events are stored", || async {
+        crate::procs::count_events(&client, &base, &token).await == Some(200)
+    })
+    .await;
+    let status = eye.terminate(30).await.expect("a clean stop ends within its deadline");
+    assert!(status.success(), "{status:?}");
+    for wal in ["the-eye.db-wal", "spool.db-wal"] {
+        assert_eq!(wal_bytes(dir.path(), wal), 0, "{wal} still holds data after a clean stop");
+    }
+    assert_eq!(events_in_the_database_file(dir.path()), 200);
+
+    let (ok, out, err) = run(&["--data-dir", data, "erase", "--session", "kept"], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"events": 200, "errors": 0}));
+    assert_eq!(wal_bytes(dir.path(), "the-eye.db-wal"), 0, "the erasure is not left in the WAL");
+    assert_eq!(events_in_the_database_file(dir.path()), 0, "the erased events are gone from the file itself");
+}
+
 #[tokio::test]
 async fn postgres_has_no_backup_command_and_says_what_to_use() {
     let Some(url) = on_postgres("PostgreSQL backup message").await else { return };

@@ -142,6 +142,10 @@ impl Store for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
         Ok(())
     }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 impl_access!(PostgresStore, write: pool, read: pool, json_in: "::jsonb", json_out: "::text");

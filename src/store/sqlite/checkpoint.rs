@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// How often the checkpointer runs.
 const EVERY: Duration = Duration::from_millis(250);
@@ -27,12 +28,36 @@ pub(super) const WRITER_BACKSTOP_PAGES: u32 = 20_000;
 /// Once a checkpoint has emptied the WAL, its file is cut back to this size.
 const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// Opens the checkpointer's connection and starts it; it stops when the guard is dropped.
-pub(super) async fn spawn(options: SqliteConnectOptions) -> Result<DropGuard, sqlx::Error> {
+/// The running checkpointer: stopped by [`Checkpointer::stop`], or when dropped.
+#[derive(Debug)]
+pub(super) struct Checkpointer {
+    stop: CancellationToken,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    /// Stops it and waits until its connection is closed.
+    pub(super) async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Opens the checkpointer's connection and starts it.
+pub(super) async fn spawn(options: SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
     let conn = options.pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string()).connect().await?;
     let stop = CancellationToken::new();
-    tokio::spawn(run(conn, stop.clone()));
-    Ok(stop.drop_guard())
+    let task = tokio::spawn(run(conn, stop.clone()));
+    Ok(Checkpointer { stop, task: std::sync::Mutex::new(Some(task)) })
 }
 
 async fn run(mut conn: SqliteConnection, stop: CancellationToken) {

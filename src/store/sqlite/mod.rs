@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-use tokio_util::sync::DropGuard;
 use uuid::Uuid;
 
 use crate::domain::{CategoryDef, EventTypeDef, Timestamp};
@@ -60,8 +59,8 @@ const INSERT_CHUNK: usize = 100;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// Stops the checkpointer when the last handle on the store is dropped.
-    _checkpointer: Arc<DropGuard>,
+    /// Stopped by [`Store::close`], or when the last handle on the store is dropped.
+    checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
 /// Sorts sqlx errors into "try again later" and "this data will never go in".
@@ -139,7 +138,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
         crate::priority::lower_threads_named(WRITER_THREADS);
-        Ok(Self { writer, reader, _checkpointer: Arc::new(checkpointer) })
+        Ok(Self { writer, reader, checkpointer: Arc::new(checkpointer) })
     }
 
     fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
@@ -211,6 +210,14 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(classify)?;
         Ok(())
+    }
+
+    /// The writer's connection closes last: SQLite checkpoints the whole WAL
+    /// when the last connection to a database closes, and deletes the file.
+    async fn close(&self) {
+        self.checkpointer.stop().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 }
 
