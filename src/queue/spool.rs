@@ -390,7 +390,7 @@ fn apply(conn: &mut rusqlite::Connection, group: &[Command]) -> Result<(u64, u64
         let mut insert = tx.prepare_cached(
             "INSERT INTO spool (event_id, received_at, rejected_reason, body, application) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        let mut delete = tx.prepare_cached("DELETE FROM spool WHERE seq = ?1")?;
+        let mut delete = tx.prepare_cached("DELETE FROM spool WHERE seq BETWEEN ?1 AND ?2")?;
         let mut count = tx.prepare_cached("UPDATE spool SET attempts = attempts + 1 WHERE seq = ?1")?;
         for cmd in group {
             match cmd {
@@ -411,8 +411,8 @@ fn apply(conn: &mut rusqlite::Connection, group: &[Command]) -> Result<(u64, u64
                     }
                 }
                 Command::Ack(seqs, _) => {
-                    for seq in seqs {
-                        deleted += delete.execute([seq])? as u64;
+                    for (first, last) in runs(seqs) {
+                        deleted += delete.execute([first, last])? as u64;
                     }
                 }
                 Command::Release(seqs, _) => {
@@ -425,6 +425,25 @@ fn apply(conn: &mut rusqlite::Connection, group: &[Command]) -> Result<(u64, u64
     }
     tx.commit()?;
     Ok((added, deleted))
+}
+
+/// `seqs` as runs of consecutive numbers, `(first, last)` each, in order.
+///
+/// A worker acknowledges the batch it claimed, and claims hand out the
+/// entries in `seq` order, so an ack is mostly one run: one range delete
+/// (a walk along the table's rowids) instead of one statement an entry.
+fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for seq in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    runs
 }
 
 #[async_trait]
@@ -522,5 +541,23 @@ impl Queue for Spool {
             .await
             .map_err(unavailable)?;
         Ok(micros.and_then(DateTime::from_timestamp_micros))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn acks_become_runs_of_consecutive_seqs() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[7]), vec![(7, 7)]);
+        assert_eq!(runs(&[3, 1, 2, 2, 5, 6, 9]), vec![(1, 3), (5, 6), (9, 9)]);
+        // Every seq is in exactly one run, and nothing else is.
+        let seqs = [10, 12, 11, 40, 14, 13, 41, 100];
+        let covered: Vec<i64> = runs(&seqs).into_iter().flat_map(|(a, b)| a..=b).collect();
+        let mut expected = seqs.to_vec();
+        expected.sort_unstable();
+        assert_eq!(covered, expected);
     }
 }
