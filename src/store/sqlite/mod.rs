@@ -116,6 +116,12 @@ impl SqliteStore {
             .clone()
             .pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES.to_string())
             .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+            // A multi-row INSERT inside the batch's transaction keeps a
+            // statement journal (the pages it changes, to undo it alone); on
+            // files that journal spilled into a new /var/tmp/etilqs_* file
+            // nearly every commit. In memory it costs a few MB at most,
+            // held while the statement runs (docs/benchmarks.md).
+            .pragma("temp_store", "memory")
             .thread_name(|n| format!("{WRITER_THREADS}{n}"));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
