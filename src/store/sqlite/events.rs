@@ -187,6 +187,9 @@ impl EventSink for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
+        if let Some(wal) = &self.wal {
+            return super::wal::write(&self.writer, wal, batch).await;
+        }
         let mut tx = self.writer.begin().await.map_err(classify)?;
         write_in(&mut tx, batch).await?;
         tx.commit().await.map_err(classify)

@@ -5,7 +5,9 @@
 //! reads never wait for the worker's writes.
 //!
 //! A checkpointer of its own ([`checkpoint`]) moves committed pages from the
-//! WAL into the database file, so the writer's commits never wait for that.
+//! WAL into the database file, so the writer's commits never wait for that;
+//! and the workers' batches are fsynced after the write connection is free
+//! again ([`wal`]), so the next batch is written during the last one's fsync.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ mod checkpoint;
 mod curation;
 mod events;
 mod lifecycle;
+mod wal;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -61,6 +64,9 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Stopped by [`Store::close`], or when the last handle on the store is dropped.
     checkpointer: Arc<checkpoint::Checkpointer>,
+    /// Where the workers' batches are synced after their commit ([`wal`]);
+    /// `None` for an in-memory database, whose batches commit as usual.
+    wal: Option<Arc<wal::Wal>>,
 }
 
 /// Sorts sqlx errors into "try again later" and "this data will never go in".
@@ -140,11 +146,12 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        let wal = wal::Wal::of(options.get_filename());
         let checkpointer = checkpoint::spawn(options.thread_name(|n| format!("{WRITER_THREADS}{n}")))
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
         crate::priority::lower_threads_named(WRITER_THREADS);
-        Ok(Self { writer, reader, checkpointer: Arc::new(checkpointer) })
+        Ok(Self { writer, reader, checkpointer: Arc::new(checkpointer), wal })
     }
 
     fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
