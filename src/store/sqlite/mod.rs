@@ -146,11 +146,19 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
-        let wal = wal::Wal::of(options.get_filename());
         let checkpointer = checkpoint::spawn(options.thread_name(|n| format!("{WRITER_THREADS}{n}")))
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
         crate::priority::lower_threads_named(WRITER_THREADS);
+        // The file SQLite itself opened (none for an in-memory database),
+        // if its journal is a WAL.
+        let (mode, file): (String, String) = sqlx::query_as(
+            "SELECT (SELECT journal_mode FROM pragma_journal_mode), file FROM pragma_database_list WHERE name = 'main'",
+        )
+        .fetch_one(&writer)
+        .await
+        .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        let wal = if mode.eq_ignore_ascii_case("wal") { wal::Wal::of(std::path::Path::new(&file)) } else { None };
         Ok(Self { writer, reader, checkpointer: Arc::new(checkpointer), wal })
     }
 

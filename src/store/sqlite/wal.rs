@@ -45,10 +45,10 @@ pub(super) struct Wal {
 }
 
 impl Wal {
-    /// The WAL of the database file `db`; `None` for an in-memory database.
+    /// The WAL of the database file `db` (as SQLite names it in
+    /// `pragma_database_list`); `None` for an in-memory database (no file).
     pub(super) fn of(db: &Path) -> Option<Arc<Self>> {
-        let name = db.to_str().unwrap_or_default();
-        if name.is_empty() || name == ":memory:" {
+        if db.as_os_str().is_empty() {
             return None;
         }
         let mut path = db.as_os_str().to_owned();
@@ -157,7 +157,17 @@ mod tests {
         assert_eq!(wal.path, Path::new("/data/the-eye.db-wal"));
         assert_eq!(wal.dir, Path::new("/data"));
         assert_eq!(Wal::of(Path::new("the-eye.db")).unwrap().dir, Path::new("."));
-        assert!(Wal::of(Path::new(":memory:")).is_none());
+        assert!(Wal::of(Path::new("")).is_none());
+    }
+
+    /// An in-memory database has no WAL to sync: its batches commit as usual.
+    #[tokio::test]
+    async fn an_in_memory_store_writes_without_a_wal() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(store.wal.is_none());
+        store.write(&batch(5)).await.unwrap();
+        assert_eq!(stored(&store).await, 5);
     }
 
     /// Other writes on the writer's connection must keep `FULL`: after a
