@@ -125,7 +125,7 @@ impl SqliteStore {
             // A multi-row INSERT inside the batch's transaction keeps a
             // statement journal (the pages it changes, to undo it alone); on
             // files that journal spilled into a new /var/tmp/etilqs_* file
-            // nearly every commit. In memory it costs a few MB at most,
+            // every few commits. In memory it costs a few MB at most,
             // held while the statement runs (docs/benchmarks.md).
             .pragma("temp_store", "memory")
             .thread_name(|n| format!("{WRITER_THREADS}{n}"));
