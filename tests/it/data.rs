@@ -269,23 +269,31 @@ async fn upkeep_erase_and_stats_rebuild_from_the_command_line() {
     assert!(!ok && err.contains("--session must not be empty"), "{err}");
 }
 
-#[tokio::test]
-async fn a_backup_taken_while_serving_restores_into_a_fresh_data_dir() {
+/// A `the-eye serve` process on a fresh data dir, once it has stored `n`
+/// pageviews of session `session`, sent in one request.
+async fn serving_with_stored(session: &str, n: u32) -> (tempfile::TempDir, Eye) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let key = create_app_key(&["--data-dir", data], "site");
+    let token = crate::procs::create_token(&["--data-dir", data]);
     let port = crate::procs::free_port().to_string();
     let eye = Eye::start(&["--data-dir", data, "serve", "--listen", &format!("127.0.0.1:{port}")], &[]).await;
     let base = eye.base.clone().unwrap();
     let client = reqwest::Client::new();
-    let events: Vec<Value> = (0..50).map(|i| pageview("backed-up", i)).collect();
+    let events: Vec<Value> = (0..n).map(|i| pageview(session, i)).collect();
     let sent = client.post(format!("{base}/collector")).header("x-eye-key", &key).json(&events).send().await.unwrap();
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
-    let token = crate::procs::create_token(&["--data-dir", data]);
     eventually(30, "the events are stored", || async {
-        crate::procs::count_events(&client, &base, &token).await == Some(50)
+        crate::procs::count_events(&client, &base, &token).await == Some(n as usize)
     })
     .await;
+    (dir, eye)
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_into_a_fresh_data_dir() {
+    let (dir, eye) = serving_with_stored("backed-up", 50).await;
+    let data = dir.path().to_str().unwrap();
     let copy = dir.path().join("copy.db");
     let (ok, _, err) = run(&["--data-dir", data, "backup", copy.to_str().unwrap()], &[]);
     assert!(ok, "{err}");
@@ -327,21 +335,8 @@ fn wal_bytes(data_dir: &Path, wal: &str) -> u64 {
 /// the store it opened the same way, so what it did is in the file as well.
 #[tokio::test]
 async fn a_clean_stop_leaves_every_stored_event_in_the_database_file_itself() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, eye) = serving_with_stored("kept", 200).await;
     let data = dir.path().to_str().unwrap();
-    let key = create_app_key(&["--data-dir", data], "site");
-    let token = crate::procs::create_token(&["--data-dir", data]);
-    let port = crate::procs::free_port().to_string();
-    let eye = Eye::start(&["--data-dir", data, "serve", "--listen", &format!("127.0.0.1:{port}")], &[]).await;
-    let base = eye.base.clone().unwrap();
-    let client = reqwest::Client::new();
-    let events: Vec<Value> = (0..200).map(|i| pageview("kept", i)).collect();
-    let sent = client.post(format!("{base}/collector")).header("x-eye-key", &key).json(&events).send().await.unwrap();
-    assert_eq!(sent.status(), StatusCode::ACCEPTED);
-    eventually(30, "the events are stored", || async {
-        crate::procs::count_events(&client, &base, &token).await == Some(200)
-    })
-    .await;
     let status = eye.terminate(30).await.expect("a clean stop ends within its deadline");
     assert!(status.success(), "{status:?}");
     for wal in ["the-eye.db-wal", "spool.db-wal"] {
