@@ -300,27 +300,26 @@ async fn a_backup_taken_while_serving_restores_into_a_fresh_data_dir() {
     eye.terminate(10).await;
 
     // Restore: the copy becomes the store of a fresh data dir.
-    let fresh = tempfile::tempdir().unwrap();
-    std::fs::copy(&copy, fresh.path().join("the-eye.db")).unwrap();
-    let out = fresh.path().join("events.ndjson");
-    let fresh_dir = fresh.path().to_str().unwrap();
-    let (ok, _, err) = run(&["--data-dir", fresh_dir, "export", "--out", out.to_str().unwrap()], &[]);
-    assert!(ok, "{err}");
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = exported_from(&copy);
     assert_eq!(lines(&text).len(), 50);
     assert!(lines(&text).iter().all(|l| l.contains("\"backed-up\"")));
 }
 
-/// Exports what `DATA_DIR/the-eye.db` alone holds (its `-wal` left behind),
-/// as an operator's copy of that one file would; returns the exported lines.
-fn events_in_the_database_file(data_dir: &Path) -> usize {
-    let copy = tempfile::tempdir().unwrap();
-    std::fs::copy(data_dir.join("the-eye.db"), copy.path().join("the-eye.db")).unwrap();
-    let out = copy.path().join("events.ndjson");
+/// The export of a fresh data dir whose store is a copy of `db` alone (no
+/// `-wal` beside it), as an operator restores a backup or copies that one file.
+fn exported_from(db: &Path) -> String {
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::copy(db, fresh.path().join("the-eye.db")).unwrap();
+    let out = fresh.path().join("events.ndjson");
     let (ok, _, err) =
-        run(&["--data-dir", copy.path().to_str().unwrap(), "export", "--out", out.to_str().unwrap()], &[]);
+        run(&["--data-dir", fresh.path().to_str().unwrap(), "export", "--out", out.to_str().unwrap()], &[]);
     assert!(ok, "{err}");
-    lines(&std::fs::read_to_string(&out).unwrap()).len()
+    std::fs::read_to_string(&out).unwrap()
+}
+
+/// How many events `DATA_DIR/the-eye.db` alone holds (its `-wal` left behind).
+fn events_in_the_database_file(data_dir: &Path) -> usize {
+    lines(&exported_from(&data_dir.join("the-eye.db"))).len()
 }
 
 /// Bytes in a WAL file of the data dir, 0 when there is none.
