@@ -122,11 +122,13 @@ impl SqliteStore {
             .clone()
             .pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES.to_string())
             .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
-            // A multi-row INSERT inside the batch's transaction keeps a
+            // A statement that changes many rows and may abort keeps a
             // statement journal (the pages it changes, to undo it alone); on
             // files that journal spilled into a new /var/tmp/etilqs_* file
-            // every few commits. In memory it costs a few MB at most,
-            // held while the statement runs (docs/benchmarks.md).
+            // every few commits. The batches' inserts no longer keep one
+            // (`OR IGNORE`, events.rs); retention's deletes and the rollups'
+            // upserts still do. In memory it costs a few MB at most, held
+            // while the statement runs (docs/benchmarks.md).
             .pragma("temp_store", "memory")
             .thread_name(|n| format!("{WRITER_THREADS}{n}"));
         let writer = SqlitePoolOptions::new()
