@@ -10,8 +10,7 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use clap::Parser;
-use the_eye::domain::{Timestamp, ValidEvent};
-use the_eye::store::{self, NewEvent, WriteBatch};
+use the_eye::store::{self, WriteBatch};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -40,19 +39,13 @@ async fn main() -> anyhow::Result<()> {
         for i in 0..BATCH.min(args.events - chunk * BATCH) {
             let n = chunk * BATCH + i;
             let at = now - Duration::milliseconds((n as i64 * 7919) % month_ms);
-            let data = serde_json::json!({"host": "bench.example", "path": format!("/p/{}", n % 10_000)});
-            batch.events.push(NewEvent {
-                event: ValidEvent {
-                    event_id: uuid::Uuid::new_v4(),
-                    session_id: format!("prefill-{}", n % 100_000),
-                    category: "page interaction".into(),
-                    name: "pageview".into(),
-                    data: data.as_object().cloned().unwrap_or_default(),
-                    timestamp: Timestamp::from(at),
-                },
-                received_at: at,
-                application: None,
-            });
+            let path = format!("/p/{}", n % 10_000);
+            batch.events.push(the_eye_bench::pageview(
+                uuid::Uuid::new_v4(),
+                format!("prefill-{}", n % 100_000),
+                path,
+                at,
+            ));
         }
         store.write(&batch).await?;
         if chunk % 200 == 199 {

@@ -17,8 +17,7 @@ use std::time::Instant;
 use chrono::Utc;
 use clap::Parser;
 use sqlx::ConnectOptions;
-use the_eye::domain::{Timestamp, ValidEvent};
-use the_eye::store::{self, NewEvent, WriteBatch};
+use the_eye::store::{self, WriteBatch};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -100,19 +99,9 @@ async fn main() -> anyhow::Result<()> {
         let mut batch = WriteBatch::default();
         for i in 0..args.batch {
             let n = b * args.batch + i;
-            let data = serde_json::json!({"host": "bench.example", "path": format!("/p/{}/{}", n % 64, n / 64)});
-            batch.events.push(NewEvent {
-                event: ValidEvent {
-                    event_id: if args.ids == "v7" { uuid::Uuid::now_v7() } else { uuid::Uuid::new_v4() },
-                    session_id: format!("bench-{}", n % 64),
-                    category: "page interaction".into(),
-                    name: "pageview".into(),
-                    data: data.as_object().cloned().unwrap_or_default(),
-                    timestamp: Timestamp::from(now),
-                },
-                received_at: now,
-                application: None,
-            });
+            let id = if args.ids == "v7" { uuid::Uuid::now_v7() } else { uuid::Uuid::new_v4() };
+            let path = format!("/p/{}/{}", n % 64, n / 64);
+            batch.events.push(the_eye_bench::pageview(id, format!("bench-{}", n % 64), path, now));
         }
         if args.sorted {
             batch.events.sort_by_key(|e| e.event.event_id);
