@@ -244,7 +244,10 @@ impl Store for SqliteStore {
     /// own), and that connection then stays open until the process exits,
     /// so SQLite never folds the WAL back: a command's last write (an
     /// erasure) was left in it about one time in three on a loaded machine.
-    /// Checking the connection out waits for it.
+    /// Checking the connection out waits for it. If another process is
+    /// reading the store (an `export`), the checkpoint waits up to the busy
+    /// timeout (5 s) and leaves the rest in the WAL, for whichever
+    /// connection closes last.
     async fn close(&self) {
         self.checkpointer.stop().await;
         if let Ok(mut conn) = self.writer.acquire().await {
