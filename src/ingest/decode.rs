@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use axum::http::{header, HeaderMap};
-use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -101,10 +101,55 @@ fn too_large_decoded(limits: &Limits) -> IngestError {
 /// as received. `Err(Ok(refusal))`: the body is not acceptable JSON (400,
 /// recorded); `Err(Err(e))`: a limit was exceeded (413, not recorded).
 ///
-/// Events are split as raw slices, without building a tree: when the client
-/// sent an `event_id` (the tracker always does) an event is parsed only far
-/// enough to read that field; the full parse happens in the worker.
+/// Events are split as raw slices, without building a tree; the full parse
+/// happens in the worker. A body of event objects within every limit (what
+/// trackers send) takes [`split_common`]: each event walked once, depth and
+/// `event_id` read on the way. Anything else, and anything that path is
+/// unsure of, gets [`split_checked`]'s answer, so the two can never differ
+/// in what they accept, refuse or why.
 pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>, Result<Refusal, IngestError>> {
+    match split_common(body, limits) {
+        Some(events) => Ok(events),
+        None => split_checked(body, limits),
+    }
+}
+
+/// The common case, or `None`: the body is UTF-8, an event object or an
+/// array of them, within the count and size limits, and each event passes one
+/// walk that decodes every string and number (as [`Checked`] does), refuses
+/// nesting deeper than the limit (as [`exceeds_depth`] does) and reads a
+/// top-level `event_id` (as [`IdProbe`] does). [`split_checked`] walks a
+/// body four times; see docs/benchmarks.md, "Tenth session".
+fn split_common(body: &[u8], limits: &Limits) -> Option<Vec<(Uuid, String)>> {
+    // Checked once here, so neither the split nor the walks check strings again.
+    let text = std::str::from_utf8(body).ok()?;
+    let (items, outer) = match text.trim_ascii_start().as_bytes().first()? {
+        b'[' => (serde_json::from_str::<Vec<&RawValue>>(text).ok()?, 1),
+        b'{' => (vec![serde_json::from_str::<&RawValue>(text).ok()?], 0),
+        _ => return None,
+    };
+    if items.len() > limits.max_events || outer > limits.max_depth {
+        return None;
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let json = item.get();
+            if json.len() > limits.max_event_bytes || !json.starts_with('{') {
+                return None;
+            }
+            let mut de = serde_json::Deserializer::from_str(json);
+            let client_id = EventWalk(Walk { depth: outer, max: limits.max_depth }).deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            Some((client_id.unwrap_or_else(|| derived_id(json)), json.to_string()))
+        })
+        .collect()
+}
+
+/// The reference: depth first, then a full walk of the body, then the split,
+/// the limits and each event's id, each its own pass. It gives every refusal
+/// its code and message.
+fn split_checked(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>, Result<Refusal, IngestError>> {
     if exceeds_depth(body, limits.max_depth) {
         return Err(Ok(Refusal {
             code: "too_deep",
@@ -213,11 +258,184 @@ struct IdProbe<'a> {
 fn id_of(json: &str) -> Uuid {
     let client_id =
         serde_json::from_str::<IdProbe>(json).ok().and_then(|p| p.event_id.and_then(|s| Uuid::parse_str(s).ok()));
-    client_id.unwrap_or_else(|| match serde_json::from_str::<Value>(json) {
+    client_id.unwrap_or_else(|| derived_id(json))
+}
+
+/// The id of an event that brought no usable one of its own.
+fn derived_id(json: &str) -> Uuid {
+    match serde_json::from_str::<Value>(json) {
         Ok(value) => event_id::derive(&value),
         // Unreachable for a slice serde already validated; derive from the text anyway.
         Err(_) => event_id::derive(&Value::String(json.to_string())),
-    })
+    }
+}
+
+/// A value walked as [`Checked`] walks it, refusing arrays and objects that
+/// nest deeper than `max`; `depth` is how many enclose the value.
+#[derive(Clone, Copy)]
+struct Walk {
+    depth: usize,
+    max: usize,
+}
+
+impl Walk {
+    /// The walk one level further in, or an error past the limit.
+    fn deeper<E: serde::de::Error>(self) -> Result<Walk, E> {
+        if self.depth >= self.max {
+            return Err(E::custom("nested too deep"));
+        }
+        Ok(Walk { depth: self.depth + 1, ..self })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+/// An event object walked as [`Walk`] walks it, giving its `event_id` when
+/// [`IdProbe`] would: one `event_id` key whose value is a string without
+/// escapes that is a UUID.
+struct EventWalk(Walk);
+
+impl<'de> DeserializeSeed<'de> for EventWalk {
+    type Value = Option<Uuid>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Option<Uuid>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventWalk {
+    type Value = Option<Uuid>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Uuid>, A::Error> {
+        let inner = self.0.deeper()?;
+        let (mut id, mut seen) = (None, 0);
+        while let Some(is_id) = map.next_key_seed(IsEventId)? {
+            if is_id {
+                seen += 1;
+                id = map.next_value_seed(IdValue(inner))?;
+            } else {
+                map.next_value_seed(inner)?;
+            }
+        }
+        // A repeated field makes the derived `IdProbe` fail: the id is derived.
+        Ok(if seen == 1 { id } else { None })
+    }
+}
+
+/// A key, decoded as any string is, and whether it names `event_id`.
+struct IsEventId;
+
+impl<'de> DeserializeSeed<'de> for IsEventId {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IsEventId {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == "event_id")
+    }
+}
+
+/// The value of `event_id`: a UUID only from a string borrowed whole (one
+/// with escapes cannot be, as in [`IdProbe`]); anything else is walked.
+struct IdValue(Walk);
+
+impl<'de> DeserializeSeed<'de> for IdValue {
+    type Value = Option<Uuid>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Option<Uuid>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IdValue {
+    type Value = Option<Uuid>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Option<Uuid>, E> {
+        Ok(Uuid::parse_str(s).ok())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Option<Uuid>, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Option<Uuid>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Option<Uuid>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Option<Uuid>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Option<Uuid>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Option<Uuid>, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<Uuid>, A::Error> {
+        self.0.visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Uuid>, A::Error> {
+        self.0.visit_map(map).map(|()| None)
+    }
 }
 
 /// True when arrays and objects nest deeper than `max` (brackets inside strings do not count).
@@ -302,6 +520,126 @@ mod tests {
         assert_eq!(with[0].0.to_string(), id);
         let bad = split_events(br#"{"event_id": 5, "a": 1}"#, &limits()).unwrap();
         assert_eq!(bad[0].0, event_id::derive(&serde_json::json!({"event_id": 5, "a": 1})));
+    }
+
+    /// The bodies a hostile or broken client sends, and the valid shapes around them.
+    fn corpus() -> Vec<Vec<u8>> {
+        let id = "0190b6a4-7c2e-7cc0-8a4e-3b1f2a9d0e11";
+        let event = |extra: &str| {
+            format!(
+                r#"{{"session_id": "s", "category": "page interaction", "name": "pageview", "data": {{"host": "h", "path": "/"}}, "timestamp": "2021-01-01 09:15:27"{extra}}}"#
+            )
+        };
+        let mut bodies: Vec<String> = vec![
+            event(&format!(r#", "event_id": "{id}""#)),
+            format!("[{}, {}]", event(&format!(r#", "event_id": "{id}""#)), event("")),
+            event(""),
+            format!(r#"{{"event_id": "{id}", "event_id": "{id}"}}"#),
+            format!(r#"{{"event\u005fid": "{id}"}}"#),
+            r#"{"event_id": "0190b6a4\u002d7c2e-7cc0-8a4e-3b1f2a9d0e11"}"#.into(),
+            r#"{"event_id": null}"#.into(),
+            r#"{"event_id": 5}"#.into(),
+            format!(r#"{{"event_id": ["{id}"]}}"#),
+            r#"{"event_id": {"a": [[1]]}}"#.into(),
+            r#"{"event_id": "not a uuid"}"#.into(),
+            format!(r#"["{id}"]"#),
+            format!(r#"[["{id}"]]"#),
+            r#"[{"a": 1}, 3, "x", null]"#.into(),
+            r#"[{"a": [[1]]}]"#.into(),
+            r#"[{"a": [[[1]]]}]"#.into(),
+            r#"{"a": [[[1]]]}"#.into(),
+            r#"{"a": [[[[1]]]]}"#.into(),
+            r#"[{"a": "\ud800"}, {"a": [[[[[[1]]]]]]}]"#.into(),
+            r#"[{"a": 1e999}]"#.into(),
+            r#"[{"a": -0.0, "b": 18446744073709551616, "c": "\ud83d\ude00\u00e9\"\\\/"}]"#.into(),
+            "[]".into(),
+            " \n\t{} \r\n".into(),
+            "\u{c}{}".into(),
+            "[{}, {}, {}, {}]".into(),
+            format!(r#"[{{"a": "{}"}}]"#, "x".repeat(300)),
+            r#"{"a": 1} {"b": 2}"#.into(),
+            r#"{"a": 1},"#.into(),
+        ];
+        let fixture = |text: &str| serde_json::from_str::<Vec<Value>>(text).expect("fixture");
+        for body in fixture(include_str!("../../tests/fixtures/malformed-bodies.json")) {
+            bodies.push(body.as_str().map_or_else(|| body.to_string(), str::to_string));
+        }
+        for hostile in fixture(include_str!("../../tests/fixtures/hostile-strings.json")) {
+            let quoted = hostile.to_string();
+            bodies.push(event(&format!(r#", "data": {{"path": {quoted}}}"#)));
+            bodies.push(format!(r#"{{{quoted}: 1, "event_id": {quoted}}}"#));
+        }
+        let mut bytes: Vec<Vec<u8>> = bodies.into_iter().map(String::into_bytes).collect();
+        bytes.push(b"{\"a\": \"\xff\"}".to_vec());
+        bytes.push(b"[{\"a\": 1}, {\"b\": \"\xc3\"}]".to_vec());
+        bytes
+    }
+
+    /// Every body of the corpus, and thousands of mutants of it, under two
+    /// sets of limits: wherever the single walk answers, the reference
+    /// answers the same.
+    #[test]
+    fn the_single_walk_never_answers_differently_from_the_reference() {
+        let tight = limits();
+        let usual = Limits {
+            max_body_bytes: 1 << 20,
+            max_decompressed_bytes: 1 << 20,
+            max_events: 1000,
+            max_event_bytes: 100_000,
+            max_depth: 32,
+        };
+        let same = |body: &[u8], limits: &Limits| match split_common(body, limits) {
+            Some(fast) => {
+                let reference = split_checked(body, limits).ok();
+                assert_eq!(reference.as_ref(), Some(&fast), "{:?}", String::from_utf8_lossy(body));
+                true
+            }
+            None => false,
+        };
+        let corpus = corpus();
+        let taken =
+            corpus.iter().filter(|b| same(b, &usual)).count() + corpus.iter().filter(|b| same(b, &tight)).count();
+        assert!(taken >= 20, "the single walk took only {taken} bodies of the corpus");
+
+        // Mutants: a few bytes replaced, inserted or removed, from a fixed seed.
+        let alphabet = b"\"\\ud80e1-+.,:[]{}n \x0c\xff";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut mutants_taken = 0;
+        for round in 0..20_000 {
+            let mut body = corpus[round % corpus.len()].clone();
+            for _ in 0..1 + next(3) {
+                let at = next(body.len() + 1);
+                let byte = alphabet[next(alphabet.len())];
+                match next(3) {
+                    0 if at < body.len() => body[at] = byte,
+                    1 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    _ => body.insert(at, byte),
+                }
+            }
+            mutants_taken += usize::from(same(&body, &usual)) + usize::from(same(&body, &tight));
+        }
+        assert!(mutants_taken >= 1000, "the single walk took only {mutants_taken} mutants");
+    }
+
+    #[test]
+    fn what_trackers_send_takes_the_single_walk() {
+        let id = "0190b6a4-7c2e-7cc0-8a4e-3b1f2a9d0e11";
+        let one = format!(r#"{{"event_id": "{id}", "data": {{"path": "/caf\u00e9"}}}}"#);
+        let many = format!(r#"[{one}, {{"session_id": "s"}}]"#);
+        let usual = Limits { max_event_bytes: 1000, ..limits() };
+        let events = split_common(many.as_bytes(), &usual).expect("the common path");
+        assert_eq!(events[0].0.to_string(), id);
+        assert_eq!(events[0].1, one);
+        assert_eq!(events[1].0, event_id::derive(&serde_json::json!({"session_id": "s"})));
+        assert!(split_common(one.as_bytes(), &usual).is_some());
     }
 
     #[test]
