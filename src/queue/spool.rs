@@ -241,10 +241,7 @@ impl Spool {
             let seqs = serde_json::to_string(&seqs).map_err(unavailable)?;
             let rows = self
                 .read(move |conn| {
-                    let sql = format!(
-                        "SELECT {COLUMNS} FROM spool WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq"
-                    );
-                    conn.prepare_cached(&sql)?.query_map([seqs], decode)?.collect::<Result<Vec<_>, _>>()
+                    conn.prepare_cached(CLAIM_AGAIN)?.query_map([seqs], decode)?.collect::<Result<Vec<_>, _>>()
                 })
                 .await?;
             claims.redeliver.drain(..n);
@@ -254,8 +251,7 @@ impl Spool {
             let (cursor, limit) = (claims.cursor, (max - out.len()) as i64);
             let rows = self
                 .read(move |conn| {
-                    let sql = format!("SELECT {COLUMNS} FROM spool WHERE seq > ?1 ORDER BY seq LIMIT ?2");
-                    conn.prepare_cached(&sql)?.query_map([cursor, limit], decode)?.collect::<Result<Vec<_>, _>>()
+                    conn.prepare_cached(CLAIM_NEXT)?.query_map([cursor, limit], decode)?.collect::<Result<Vec<_>, _>>()
                 })
                 .await?;
             if let Some(last) = rows.last() {
@@ -271,8 +267,18 @@ fn seqs(tags: &[DeliveryTag]) -> Vec<i64> {
     tags.iter().map(|t| t.0 as i64).collect()
 }
 
-/// What a claim reads of an entry, in the order [`decode`] takes it.
-const COLUMNS: &str = "seq, event_id, received_at, body, rejected_reason, attempts, application";
+/// What a claim reads of the spool, the columns in the order [`decode`] takes them.
+macro_rules! select_entries {
+    () => {
+        "SELECT seq, event_id, received_at, body, rejected_reason, attempts, application FROM spool"
+    };
+}
+
+/// The entries after the cursor (`?1`), at most `?2`.
+const CLAIM_NEXT: &str = concat!(select_entries!(), " WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+
+/// The released entries whose `seq`s are in the JSON array `?1`.
+const CLAIM_AGAIN: &str = concat!(select_entries!(), " WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq");
 
 /// One entry as read by a claim: each column copied once, into the delivery.
 fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
