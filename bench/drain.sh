@@ -3,8 +3,9 @@
 # running (16 connections, 100 events a request, 6 s, random ids), then the
 # server is started again with its workers and the time until the queue is
 # empty is measured. No HTTP load competes with the store while it drains.
-# Prints the drain rate, the server's CPU by kind of thread during the drain,
-# and the CPU's split (user, system, idle, I/O wait) from /proc/stat.
+# Prints the drain rate, the bytes the server wrote to storage an event
+# (/proc/PID/io), its CPU by kind of thread during the drain, and the
+# machine's CPU split (user, system, idle, I/O wait) from /proc/stat.
 #
 #   bench/drain.sh [BIN]
 #   THE_EYE_WORKER_BATCH_SIZE=5000 bench/drain.sh   # any setting, through the environment
@@ -39,22 +40,24 @@ machine() { awk '/^cpu / {print $2 + $3, $4 + $7 + $8, $5, $6}' /proc/stat; }
 "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
 pid=$!
 wait_for_port
-before=$(threads); cpu_before=$(machine); start=$(date +%s.%N)
+written() { awk '/^write_bytes/ {print $2}' /proc/"$pid"/io; }
+before=$(threads); cpu_before=$(machine); bytes_before=$(written); start=$(date +%s.%N)
 if [ -n "${PERF:-}" ]; then
     perf record -F 999 -g -p "$pid" -o bench/drain.data -- sleep 8 >/dev/null 2>&1 &
 fi
 until [ "$(curl -s "http://$ADDR/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("queue_depth", -1))')" = 0 ]; do
     sleep 0.2
 done
-end=$(date +%s.%N); after=$(threads); cpu_after=$(machine)
-python3 - "$events" "$start" "$end" "$before" "$after" "$cpu_before" "$cpu_after" <<'PY'
+end=$(date +%s.%N); after=$(threads); cpu_after=$(machine); bytes_after=$(written)
+python3 - "$events" "$start" "$end" "$before" "$after" "$cpu_before" "$cpu_after" "$bytes_before" "$bytes_after" <<'PY'
 import sys
 events, start, end = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 took = end - start
 def parse(text):
     return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
 before, after = parse(sys.argv[4]), parse(sys.argv[5])
-print(f"drained {events} events in {took:.2f} s: {events / took:,.0f} events/s")
+written = int(sys.argv[9]) - int(sys.argv[8])
+print(f"drained {events} events in {took:.2f} s: {events / took:,.0f} events/s, {written / events:,.0f} bytes written an event")
 for name in sorted(after, key=lambda k: after[k] - before.get(k, 0), reverse=True):
     ticks = after[name] - before.get(name, 0)
     if ticks:
