@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where the server's CPU goes, by thread name, over one end-to-end run:
 # CPU seconds and context switches per kind of thread (tokio's HTTP and task
-# threads, the spool's writer and readers, the store's writer, the validation
+# threads, which also run the spool's claims, the spool's writer, the store's writer, the validation
 # threads), then the same CPU per event stored.
 #
 #   bench/threads.sh [BIN]             # 64 connections, one event a request, 8 s
@@ -29,7 +29,7 @@ wait_for_port
 out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "${CONNECTIONS:-64}" --seconds 8 \
     --batch "${BATCH:-1}" --random-ids $drain --json)
 events=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['events_accepted'])" "$out")
-# Thread names without their number (eye-spool-3 and eye-spool-4 are one kind);
+# Thread names without their number (eye-store-r1 and eye-store-r3 are one kind);
 # utime + stime from /proc/PID/task/TID/stat, in clock ticks (100 a second).
 for t in /proc/"$pid"/task/*; do
     printf '%s %s %s\n' "$(sed 's/-*[0-9]*$//' "$t/comm")" \

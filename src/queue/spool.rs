@@ -365,7 +365,7 @@ fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Command>) {
         w.commit(appends);
         w.commit(settles);
     }
-    // The claim readers may still be open, so closing this connection would
+    // The claims' reader may still be open, so closing this connection would
     // not fold the WAL back in: do it here.
     if let Err(e) = w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "could not checkpoint the spool at shutdown; its WAL is replayed at the next start");
