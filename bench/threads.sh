@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Where the server's CPU goes, by thread name, over one end-to-end run:
 # CPU seconds and context switches per kind of thread (tokio's HTTP and task
-# threads, which also run the spool's claims, the spool's writer, the store's writer, the validation
-# threads), then the same CPU per event stored.
+# threads, which also run the spool's claims; the spool's writer, the store's
+# writer, the validation threads), then the same CPU per event stored.
 #
 #   bench/threads.sh [BIN]             # 64 connections, one event a request, 8 s
 #   BATCH=100 CONNECTIONS=16 bench/threads.sh
