@@ -175,6 +175,34 @@ pub async fn the_oldest_waiting_entry_is_known(h: &impl Harness) {
     assert_eq!(q.oldest().await.unwrap(), None);
 }
 
+/// Appends and claims interleaved, with a backlog far larger than any one
+/// claim (the spool keeps only its most recent appends in memory): every
+/// entry comes out once, in the order it went in.
+pub async fn a_long_backlog_comes_out_whole_once_and_in_order(h: &impl Harness) {
+    let q = h.open(20_000).await;
+    let mut sent = Vec::new();
+    let mut got = Vec::new();
+    for round in 0..120u32 {
+        let batch: Vec<Envelope> = (0..100).map(|i| envelope(round * 100 + i)).collect();
+        sent.extend(batch.iter().map(|e| e.event_id));
+        q.enqueue(batch).await.unwrap();
+        if round % 10 == 0 {
+            got.extend(q.claim(250, Duration::ZERO).await.unwrap());
+        }
+    }
+    loop {
+        let batch = q.claim(1000, Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        got.extend(batch);
+    }
+    let ids: Vec<_> = got.iter().map(|d| d.envelope.event_id).collect();
+    assert_eq!(ids, sent);
+    q.ack(&got.iter().map(|d| d.tag).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(q.depth().await.unwrap(), 0);
+}
+
 macro_rules! queue_contract {
     ($name:ident, $harness:expr) => {
         mod $name {
@@ -220,6 +248,12 @@ macro_rules! queue_contract {
             async fn a_claim_never_settled_is_handed_out_again() {
                 let Some(h) = $harness.await else { return };
                 super::a_claim_never_settled_is_handed_out_again(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn a_long_backlog_comes_out_whole_once_and_in_order() {
+                let Some(h) = $harness.await else { return };
+                super::a_long_backlog_comes_out_whole_once_and_in_order(&h).await;
                 h.cleanup().await;
             }
             #[tokio::test]
