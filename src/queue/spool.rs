@@ -26,9 +26,13 @@
 //! Once the workers fall behind by more than that, the writer drops what it
 //! kept and the claims read the spool until they have caught up again.
 //!
-//! Claiming is in memory: a cursor over the ever-increasing `seq`
-//! (`AUTOINCREMENT`, so a sequence number is never reused) plus a list of released
-//! entries to hand out again. After a restart the cursor starts from zero, so every
+//! Claiming is in memory: a cursor over the ever-increasing `seq` plus a list
+//! of released entries to hand out again. The writer numbers the entries
+//! itself, counting on from the highest `seq` in the file when it opened, so
+//! while the spool is open no number is used twice, even once every entry has
+//! been acknowledged and the table is empty. (SQLite's `AUTOINCREMENT` would
+//! promise the same, for a write to `sqlite_sequence` with every row; spools
+//! made with it are rebuilt without it when opened.) After a restart the cursor starts from zero, so every
 //! entry not yet acknowledged is delivered again: at-least-once, and the store's
 //! idempotent insert on `event_id` makes that exactly-once in the tables.
 //!
@@ -57,7 +61,7 @@ use crate::domain::Reason;
 use crate::metrics::Metrics;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     event_id BLOB NOT NULL,
     received_at INTEGER NOT NULL,
     rejected_reason TEXT,
@@ -241,6 +245,7 @@ impl Spool {
         let fresh = Arc::new(std::sync::Mutex::new(Fresh { after: last, entries: VecDeque::new() }));
         let w = Writer {
             conn,
+            last_seq: last,
             fresh: fresh.clone(),
             depth: depth.clone(),
             appended: appended.clone(),
@@ -396,6 +401,8 @@ fn open_reader(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
 /// The writer thread's connection and what it shares with the spool.
 struct Writer {
     conn: rusqlite::Connection,
+    /// The `seq` of the last entry appended.
+    last_seq: i64,
     fresh: Arc<std::sync::Mutex<Fresh>>,
     depth: Arc<AtomicU64>,
     appended: Arc<Notify>,
@@ -406,7 +413,7 @@ struct Writer {
 /// Opens the writer's connection, creating the spool if needed, and counts
 /// the entries waiting in it; also returns the highest `seq` among them.
 fn open_writer(path: &Path) -> Result<(rusqlite::Connection, u64, i64), rusqlite::Error> {
-    let conn = rusqlite::Connection::open(path)?;
+    let mut conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: every commit fsyncs the WAL. This is what makes a 202 durable.
@@ -420,9 +427,32 @@ fn open_writer(path: &Path) -> Result<(rusqlite::Connection, u64, i64), rusqlite
     if !has_app {
         conn.execute("ALTER TABLE spool ADD COLUMN application TEXT", [])?;
     }
+    let autoincrement: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'spool' AND sql LIKE '%AUTOINCREMENT%'",
+        [],
+        |row| row.get(0),
+    )?;
+    if autoincrement {
+        without_autoincrement(&mut conn)?;
+    }
     let (count, last): (u64, i64) =
         conn.query_row("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM spool", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok((conn, count, last))
+}
+
+/// Rebuilds a spool made with `AUTOINCREMENT` (before the writer numbered the
+/// entries itself) without it, keeping every entry and its `seq`, in one transaction.
+fn without_autoincrement(conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute("ALTER TABLE spool RENAME TO spool_autoincrement", [])?;
+    tx.execute(SCHEMA, [])?;
+    tx.execute(
+        "INSERT INTO spool (seq, event_id, received_at, rejected_reason, body, attempts, application)
+         SELECT seq, event_id, received_at, rejected_reason, body, attempts, application FROM spool_autoincrement",
+        [],
+    )?;
+    tx.execute("DROP TABLE spool_autoincrement", [])?;
+    tx.commit()
 }
 
 /// The writer thread: takes everything that queued up while the last commit
@@ -463,7 +493,8 @@ impl Writer {
         // see as 503 and the workers retry; the writer goes on. Letting it
         // unwind would end the only writer and leave every later POST waiting.
         // The transaction rolls back as it unwinds.
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| apply(&mut self.conn, &group))) {
+        let last_seq = self.last_seq;
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| apply(&mut self.conn, last_seq, &group))) {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => {
                 self.metrics.panicked("spool_writer");
@@ -475,6 +506,9 @@ impl Writer {
         self.metrics.spool_commit_seconds.observe(started.elapsed().as_secs_f64());
         let (outcome, seqs) = match result {
             Ok((seqs, removed)) => {
+                if let Some(last) = seqs.last() {
+                    self.last_seq = *last;
+                }
                 if !seqs.is_empty() {
                     self.metrics.spool_group_size.observe(seqs.len() as f64);
                 }
@@ -523,14 +557,20 @@ fn fresh(seq: i64, mut envelope: Envelope) -> Delivery {
     Delivery { tag: DeliveryTag(seq as u128), attempts: 0, envelope }
 }
 
-/// Applies a group of commands in one transaction and returns the `seq`s of
-/// the appended entries, in order, and how many entries it deleted.
-fn apply(conn: &mut rusqlite::Connection, group: &[Command]) -> Result<(Vec<i64>, u64), rusqlite::Error> {
+/// Applies a group of commands in one transaction, numbering the appended
+/// entries on from `last_seq`, and returns their `seq`s, in order, and how
+/// many entries it deleted.
+fn apply(
+    conn: &mut rusqlite::Connection,
+    last_seq: i64,
+    group: &[Command],
+) -> Result<(Vec<i64>, u64), rusqlite::Error> {
     let tx = conn.transaction()?;
     let (mut added, mut deleted) = (Vec::new(), 0);
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO spool (event_id, received_at, rejected_reason, body, application) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO spool (seq, event_id, received_at, rejected_reason, body, application) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let mut delete = tx.prepare_cached("DELETE FROM spool WHERE seq BETWEEN ?1 AND ?2")?;
         let mut count = tx.prepare_cached("UPDATE spool SET attempts = attempts + 1 WHERE seq = ?1")?;
@@ -542,14 +582,16 @@ fn apply(conn: &mut rusqlite::Connection, group: &[Command]) -> Result<(Vec<i64>
                             Body::Event(json) => (json.as_str(), None),
                             Body::Rejected { raw, reason } => (raw.as_str(), serde_json::to_string(reason).ok()),
                         };
+                        let seq = last_seq + added.len() as i64 + 1;
                         insert.execute(rusqlite::params![
+                            seq,
                             &e.event_id.as_bytes()[..],
                             e.received_at.timestamp_micros(),
                             reason,
                             body,
                             e.application.as_deref()
                         ])?;
-                        added.push(tx.last_insert_rowid());
+                        added.push(seq);
                     }
                 }
                 Command::Ack(seqs, _) => {
@@ -783,6 +825,50 @@ mod tests {
         spool.enqueue(more.clone()).await.unwrap();
         let got = spool.claim(10, Duration::ZERO).await.unwrap();
         assert_eq!(got.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>(), more);
+    }
+
+    #[tokio::test]
+    async fn a_spool_made_with_autoincrement_is_rebuilt_without_it_and_keeps_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let old = envelopes(3);
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL, \
+                 received_at INTEGER NOT NULL, rejected_reason TEXT, body TEXT NOT NULL, \
+                 attempts INTEGER NOT NULL DEFAULT 0, application TEXT)",
+            )
+            .unwrap();
+            for (i, e) in old.iter().enumerate() {
+                let Body::Event(body) = &e.body else { unreachable!() };
+                conn.execute(
+                    "INSERT INTO spool (seq, event_id, received_at, body, attempts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![
+                        10 + i as i64,
+                        &e.event_id.as_bytes()[..],
+                        e.received_at.timestamp_micros(),
+                        body,
+                        i as i64
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let spool = Spool::open(&path, 100, Duration::from_secs(60)).await.unwrap();
+        let sql: String = spool
+            .read(|conn| conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'spool'", [], |row| row.get(0)))
+            .await
+            .unwrap();
+        assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+        assert_eq!(spool.depth().await.unwrap(), 3);
+        let new = envelopes(1);
+        spool.enqueue(new.clone()).await.unwrap();
+        let got = spool.claim(10, Duration::ZERO).await.unwrap();
+        assert_eq!(seqs_of(&got), [10, 11, 12, 13]);
+        assert_eq!(got.iter().map(|d| d.attempts).collect::<Vec<_>>(), [0, 1, 2, 0]);
+        let expected: Vec<Envelope> = old.into_iter().chain(new).collect();
+        assert_eq!(got.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>(), expected);
     }
 
     #[tokio::test]

@@ -203,6 +203,21 @@ pub async fn a_long_backlog_comes_out_whole_once_and_in_order(h: &impl Harness) 
     assert_eq!(q.depth().await.unwrap(), 0);
 }
 
+/// Once every entry is acknowledged the queue is empty, and what comes next
+/// must still be handed out (a reused position would fall behind the cursor).
+pub async fn an_entry_appended_after_all_were_acknowledged_is_claimed(h: &impl Harness) {
+    let q = h.open(100).await;
+    for n in 0..3 {
+        let sent = envelope(n);
+        q.enqueue(vec![sent.clone()]).await.unwrap();
+        let got = q.claim(10, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].envelope.event_id, sent.event_id);
+        q.ack(&[got[0].tag]).await.unwrap();
+        assert_eq!(q.depth().await.unwrap(), 0);
+    }
+}
+
 macro_rules! queue_contract {
     ($name:ident, $harness:expr) => {
         mod $name {
@@ -254,6 +269,12 @@ macro_rules! queue_contract {
             async fn a_long_backlog_comes_out_whole_once_and_in_order() {
                 let Some(h) = $harness.await else { return };
                 super::a_long_backlog_comes_out_whole_once_and_in_order(&h).await;
+                h.cleanup().await;
+            }
+            #[tokio::test]
+            async fn an_entry_appended_after_all_were_acknowledged_is_claimed() {
+                let Some(h) = $harness.await else { return };
+                super::an_entry_appended_after_all_were_acknowledged_is_claimed(&h).await;
                 h.cleanup().await;
             }
             #[tokio::test]
