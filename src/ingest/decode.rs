@@ -124,8 +124,11 @@ fn split_common(body: &[u8], limits: &Limits) -> Option<Vec<(Uuid, String)>> {
     // Checked once here, so neither the split nor the walks check strings again.
     let text = std::str::from_utf8(body).ok()?;
     let (items, outer) = match text.trim_ascii_start().as_bytes().first()? {
-        b'[' => (serde_json::from_str::<Vec<&RawValue>>(text).ok()?, 1),
-        b'{' => (vec![serde_json::from_str::<&RawValue>(text).ok()?], 0),
+        b'[' => (serde_json::from_str::<Vec<&RawValue>>(text).ok()?.into_iter().map(RawValue::get).collect(), 1),
+        // One event: the body itself, less JSON's whitespace around it, is
+        // what a `RawValue` would hold, and the walk below checks it is one
+        // whole value, so it is not scanned a second time to split it.
+        b'{' => (vec![text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))], 0),
         _ => return None,
     };
     if items.len() > limits.max_events || outer > limits.max_depth {
@@ -133,8 +136,7 @@ fn split_common(body: &[u8], limits: &Limits) -> Option<Vec<(Uuid, String)>> {
     }
     items
         .into_iter()
-        .map(|item| {
-            let json = item.get();
+        .map(|json| {
             if json.len() > limits.max_event_bytes || !json.starts_with('{') {
                 return None;
             }
