@@ -7,6 +7,7 @@
 #   bench/once.sh BIN stored   [BATCH] [CONNECTIONS] [SECONDS]   # end to end, until the queue is empty
 #
 #   PREFILL_DIR=bench/.prefill-10000000 bench/once.sh BIN stored   # on a copy of a prefilled store
+#   RATE=12000 bench/once.sh BIN stored        # paced at 12,000 requests/s in all (the ack latency at a load)
 #
 # Prints the rate, ack p50 and p99 (µs) and the server's peak RSS. Random
 # (UUIDv4) event ids, rate limits off, a fresh data dir. Build first:
@@ -27,7 +28,8 @@ env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${wor
     "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
 pid=$!
 wait_for_port
-out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "$CONNS" --seconds "$SECS" --batch "$BATCH" --random-ids $drain --json)
+out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "$CONNS" --seconds "$SECS" --batch "$BATCH" --random-ids $drain \
+    ${RATE:+--rate "$RATE"} --json)
 rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 rm -rf "$dir"
