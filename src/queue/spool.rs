@@ -750,6 +750,10 @@ mod tests {
         deliveries.iter().map(|d| d.tag.0 as i64).collect()
     }
 
+    fn envelopes_of(deliveries: &[Delivery]) -> Vec<Envelope> {
+        deliveries.iter().map(|d| d.envelope.clone()).collect()
+    }
+
     #[test]
     fn fresh_entries_are_handed_out_in_order_once_and_only_after_the_cursor() {
         let mut fresh = Fresh { after: 10, entries: VecDeque::new() };
@@ -802,7 +806,7 @@ mod tests {
         let sent = envelopes(3);
         spool.enqueue(sent.clone()).await.unwrap();
         let got = spool.claim(10, Duration::ZERO).await.unwrap();
-        assert_eq!(got.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>(), sent);
+        assert_eq!(envelopes_of(&got), sent);
 
         // A backlog bigger than memory holds is read from the file...
         let backlog = envelopes(FRESH_CAP + 10);
@@ -817,14 +821,14 @@ mod tests {
             }
             got.extend(batch);
         }
-        assert_eq!(got.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>(), backlog);
+        assert_eq!(envelopes_of(&got), backlog);
 
         // ...and once it is, memory serves again.
         read_from(&spool, None);
         let more = envelopes(2);
         spool.enqueue(more.clone()).await.unwrap();
         let got = spool.claim(10, Duration::ZERO).await.unwrap();
-        assert_eq!(got.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>(), more);
+        assert_eq!(envelopes_of(&got), more);
     }
 
     #[tokio::test]
@@ -868,7 +872,7 @@ mod tests {
         assert_eq!(seqs_of(&got), [10, 11, 12, 13]);
         assert_eq!(got.iter().map(|d| d.attempts).collect::<Vec<_>>(), [0, 1, 2, 0]);
         let expected: Vec<Envelope> = old.into_iter().chain(new).collect();
-        assert_eq!(got.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>(), expected);
+        assert_eq!(envelopes_of(&got), expected);
     }
 
     #[tokio::test]
@@ -892,7 +896,7 @@ mod tests {
             got.extend(batch);
         }
         let expected: Vec<Envelope> = waiting.into_iter().chain(later).collect();
-        assert_eq!(got.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>(), expected);
+        assert_eq!(envelopes_of(&got), expected);
     }
 
     #[test]
