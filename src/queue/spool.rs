@@ -452,7 +452,9 @@ fn without_autoincrement(conn: &mut rusqlite::Connection) -> Result<(), rusqlite
         [],
     )?;
     tx.execute("DROP TABLE spool_autoincrement", [])?;
-    tx.commit()
+    tx.commit()?;
+    tracing::info!("the spool was rebuilt without AUTOINCREMENT (a one-time upgrade); every entry in it was kept");
+    Ok(())
 }
 
 /// The writer thread: takes everything that queued up while the last commit
