@@ -309,28 +309,25 @@ impl Spool {
             out.extend(rows);
         }
         if out.len() < max {
-            let fresh = self.take_fresh(claims, max - out.len());
-            match fresh {
-                Some(fresh) => out.extend(fresh),
-                None => {
-                    let (cursor, limit) = (claims.cursor, (max - out.len()) as i64);
-                    let rows = self
-                        .read(move |conn| {
-                            conn.prepare_cached(CLAIM_NEXT)?
-                                .query_map([cursor, limit], decode)?
-                                .collect::<Result<Vec<_>, _>>()
-                        })
-                        .await?;
-                    if let Some(last) = rows.last() {
-                        claims.cursor = last.tag.0 as i64;
-                    }
-                    out.extend(rows);
-                    // Caught up with what the writer kept: the rest from there.
-                    if out.len() < max {
-                        out.extend(self.take_fresh(claims, max - out.len()).unwrap_or_default());
-                    }
+            let mut kept = self.take_fresh(claims, max - out.len());
+            if kept.is_none() {
+                // Behind what the writer kept: the file first, then, caught
+                // up with it, the rest from memory.
+                let (cursor, limit) = (claims.cursor, (max - out.len()) as i64);
+                let rows = self
+                    .read(move |conn| {
+                        conn.prepare_cached(CLAIM_NEXT)?
+                            .query_map([cursor, limit], decode)?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .await?;
+                if let Some(last) = rows.last() {
+                    claims.cursor = last.tag.0 as i64;
                 }
+                out.extend(rows);
+                kept = self.take_fresh(claims, max - out.len());
             }
+            out.extend(kept.unwrap_or_default());
         }
         Ok(out)
     }
@@ -510,8 +507,6 @@ impl Writer {
             Ok((seqs, removed)) => {
                 if let Some(last) = seqs.last() {
                     self.last_seq = *last;
-                }
-                if !seqs.is_empty() {
                     self.metrics.spool_group_size.observe(seqs.len() as f64);
                 }
                 // Appends were counted when `enqueue` reserved room for them.
@@ -784,6 +779,18 @@ mod tests {
         assert_eq!(fresh.take(FRESH_CAP as i64 + 2, 10).map(|d| seqs_of(&d)), Some(vec![FRESH_CAP as i64 + 3]));
     }
 
+    /// Claims `max` at a time until a claim comes back empty.
+    async fn claim_all(spool: &Spool, max: usize) -> Vec<Delivery> {
+        let mut got = Vec::new();
+        loop {
+            let batch = spool.claim(max, Duration::ZERO).await.unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch);
+        }
+    }
+
     fn envelopes(n: usize) -> Vec<Envelope> {
         (0..n).map(|i| delivery(i as i64).envelope).collect()
     }
@@ -815,15 +822,7 @@ mod tests {
         spool.enqueue(backlog.clone()).await.unwrap();
         assert!(spool.claim(10, Duration::ZERO).await.is_err());
         read_from(&spool, Some(&path));
-        let mut got = Vec::new();
-        loop {
-            let batch = spool.claim(1000, Duration::ZERO).await.unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            got.extend(batch);
-        }
-        assert_eq!(envelopes_of(&got), backlog);
+        assert_eq!(envelopes_of(&claim_all(&spool, 1000).await), backlog);
 
         // ...and once it is, memory serves again.
         read_from(&spool, None);
@@ -889,16 +888,8 @@ mod tests {
         let spool = Spool::open(&path, 100, Duration::from_secs(60)).await.unwrap();
         let later = envelopes(2);
         spool.enqueue(later.clone()).await.unwrap();
-        let mut got = Vec::new();
-        loop {
-            let batch = spool.claim(3, Duration::ZERO).await.unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            got.extend(batch);
-        }
         let expected: Vec<Envelope> = waiting.into_iter().chain(later).collect();
-        assert_eq!(envelopes_of(&got), expected);
+        assert_eq!(envelopes_of(&claim_all(&spool, 3).await), expected);
     }
 
     #[test]
