@@ -1,4 +1,5 @@
-//! The embedded queue: a SQLite database in the data dir (WAL, `synchronous=FULL`).
+//! The embedded queue: a SQLite database in the data dir (WAL, `synchronous=FULL`
+//! for appends; acks and releases at `NORMAL`, see [`Writer::commit`]).
 //!
 //! One writer thread (`eye-spool-writer`) owns the only write connection.
 //! Requests hand it their entries and wait; it takes everything that queued up
@@ -246,6 +247,7 @@ impl Spool {
         let w = Writer {
             conn,
             last_seq: last,
+            durable: true,
             fresh: fresh.clone(),
             depth: depth.clone(),
             appended: appended.clone(),
@@ -400,6 +402,8 @@ struct Writer {
     conn: rusqlite::Connection,
     /// The `seq` of the last entry appended.
     last_seq: i64,
+    /// Whether the connection is at `synchronous=FULL` (see [`Writer::commit`]).
+    durable: bool,
     fresh: Arc<std::sync::Mutex<Fresh>>,
     depth: Arc<AtomicU64>,
     appended: Arc<Notify>,
@@ -414,6 +418,7 @@ fn open_writer(path: &Path) -> Result<(rusqlite::Connection, u64, i64), rusqlite
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: every commit fsyncs the WAL. This is what makes a 202 durable.
+    // (The writer lowers it to NORMAL for acks and releases only.)
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute(SCHEMA, [])?;
     // Spools written before applications existed lack the column; their entries stay valid.
@@ -471,8 +476,8 @@ fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Command>) {
         // the 202, and need not also wait for the deletes of acknowledged
         // entries, which no client waits for.
         let (appends, settles): (Vec<_>, Vec<_>) = group.drain(..).partition(|cmd| matches!(cmd, Command::Append(..)));
-        w.commit(appends);
-        w.commit(settles);
+        w.commit(appends, true);
+        w.commit(settles, false);
     }
     // The claims' reader may still be open, so closing this connection would
     // not fold the WAL back in: do it here.
@@ -483,9 +488,39 @@ fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Command>) {
 
 impl Writer {
     /// Applies `group` in one commit and answers each command with the outcome.
-    fn commit(&mut self, group: Vec<Command>) {
+    ///
+    /// `durable`: whether the commit fsyncs the WAL (`synchronous=FULL`)
+    /// before it answers. Appends must: their 202 promises the entry survives
+    /// a power cut. Acks and releases need not (`NORMAL`, no fsync of their
+    /// own): the next append's fsync writes them out with it, since the WAL
+    /// is one file written in order, and the worst a power cut can do is
+    /// lose the last few; an entry whose ack is lost is delivered again, and
+    /// the store's idempotent insert on `event_id` keeps it stored once. A
+    /// lost release loses one count of an entry's attempts. A killed process
+    /// loses neither: what was written is in the kernel's page cache.
+    fn commit(&mut self, group: Vec<Command>, durable: bool) {
         if group.is_empty() {
             return;
+        }
+        if durable != self.durable {
+            let level = if durable { "FULL" } else { "NORMAL" };
+            match self.conn.pragma_update(None, "synchronous", level) {
+                Ok(()) => self.durable = durable,
+                // Left as it was: FULL errs on the safe side, and a failed
+                // switch back to it fails this group (an append never
+                // commits without its fsync).
+                Err(e) if durable => {
+                    tracing::error!(error = %e, "could not set the spool back to synchronous=FULL");
+                    self.failed_commits.fetch_add(1, Ordering::SeqCst);
+                    let outcome = Err(format!("spool: could not make the commit durable: {e}"));
+                    for cmd in group {
+                        let (Command::Append(_, reply) | Command::Ack(_, reply) | Command::Release(_, reply)) = cmd;
+                        let _ = reply.send(outcome.clone());
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not set the spool to synchronous=NORMAL for acks"),
+            }
         }
         let started = std::time::Instant::now();
         // A panic here (a bug) fails this group's commands, which the requests
@@ -903,5 +938,47 @@ mod tests {
         let mut expected = seqs.to_vec();
         expected.sort_unstable();
         assert_eq!(covered, expected);
+    }
+
+    /// The writer's `synchronous` level, as SQLite reports it (1 NORMAL, 2 FULL).
+    fn synchronous(w: &Writer) -> i64 {
+        w.conn.query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn appends_commit_at_full_even_right_after_acks_at_normal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _, last) = open_writer(&dir.path().join("spool.db")).unwrap();
+        let mut w = Writer {
+            conn,
+            last_seq: last,
+            durable: true,
+            fresh: Arc::new(std::sync::Mutex::new(Fresh { after: last, entries: VecDeque::new() })),
+            depth: Arc::new(AtomicU64::new(0)),
+            appended: Arc::new(Notify::new()),
+            failed_commits: Arc::new(AtomicU64::new(0)),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let append = |n: i64| {
+            let (tx, rx) = oneshot::channel();
+            (Command::Append(envelopes_of(&[delivery(n)]), tx), rx)
+        };
+        let (cmd, mut done) = append(1);
+        w.commit(vec![cmd], true);
+        assert_eq!(done.try_recv().unwrap(), Ok(()));
+        assert_eq!(synchronous(&w), 2, "an append commits at FULL");
+
+        let (tx, mut acked) = oneshot::channel();
+        w.commit(vec![Command::Ack(vec![1], tx)], false);
+        assert_eq!(acked.try_recv().unwrap(), Ok(()));
+        assert_eq!(synchronous(&w), 1, "an ack commits at NORMAL");
+        let left: i64 = w.conn.query_row("SELECT COUNT(*) FROM spool", [], |row| row.get(0)).unwrap();
+        assert_eq!(left, 0, "the ack deleted the entry");
+
+        let (cmd, mut done) = append(2);
+        w.commit(vec![cmd], true);
+        assert_eq!(done.try_recv().unwrap(), Ok(()));
+        assert_eq!(synchronous(&w), 2, "the next append is back at FULL");
+        assert_eq!(w.failed_commits.load(Ordering::SeqCst), 0);
     }
 }
