@@ -97,6 +97,7 @@ cpu_ticks() { # user + system ticks of each PID, in order; scaled: then PostgreS
 
 run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 workers (default: the default), $6 data dir to reuse
     local dir pid rss_kb=0 drain=--drain workers=${5:-}
+    sync # each row starts with the last row's writes on disk, not still being written back
     dir=${6:-$(mktemp -d)}
     if [ -n "$workers" ]; then export THE_EYE_WORKERS=$workers; fi
     if [ "$workers" = 0 ]; then drain=; fi
@@ -152,9 +153,11 @@ fi
 run_eye "1 event per request" 1 "$CONNS" 0
 single=$LAST_RATE
 single_rps=$LAST_RPS
-run_eye "100 events per request" 100 "$BATCH_CONNS" 0
+# Paced right after the row it halves, before the batched row's heavy
+# writeback (which runs last of the empty-store rows for that reason).
 half=$((single_rps / 2))
 run_eye "1 event at half that rate" 1 "$CONNS" "$half"
+run_eye "100 events per request" 100 "$BATCH_CONNS" 0
 if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
     filled="bench/.prefill-$PREFILL"
     if [ ! -f "$filled/the-eye.db" ]; then
