@@ -487,6 +487,28 @@ fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Command>) {
 }
 
 impl Writer {
+    /// Sets the connection to `synchronous=FULL` (`durable`) or `NORMAL` for
+    /// the next commit. Only a failed switch to FULL is an error, and it fails
+    /// the group: an append never commits without its fsync. A failed switch
+    /// to NORMAL leaves the connection at FULL, which errs on the safe side.
+    fn set_durable(&mut self, durable: bool) -> Result<(), String> {
+        if durable == self.durable {
+            return Ok(());
+        }
+        let level = if durable { "FULL" } else { "NORMAL" };
+        match self.conn.pragma_update(None, "synchronous", level) {
+            Ok(()) => {
+                self.durable = durable;
+                Ok(())
+            }
+            Err(e) if durable => Err(format!("spool: could not set synchronous=FULL for the appends: {e}")),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not set the spool to synchronous=NORMAL for acks");
+                Ok(())
+            }
+        }
+    }
+
     /// Applies `group` in one commit and answers each command with the outcome.
     ///
     /// `durable`: whether the commit fsyncs the WAL (`synchronous=FULL`)
@@ -502,40 +524,22 @@ impl Writer {
         if group.is_empty() {
             return;
         }
-        if durable != self.durable {
-            let level = if durable { "FULL" } else { "NORMAL" };
-            match self.conn.pragma_update(None, "synchronous", level) {
-                Ok(()) => self.durable = durable,
-                // Left as it was: FULL errs on the safe side, and a failed
-                // switch back to it fails this group (an append never
-                // commits without its fsync).
-                Err(e) if durable => {
-                    tracing::error!(error = %e, "could not set the spool back to synchronous=FULL");
-                    self.failed_commits.fetch_add(1, Ordering::SeqCst);
-                    let outcome = Err(format!("spool: could not make the commit durable: {e}"));
-                    for cmd in group {
-                        let (Command::Append(_, reply) | Command::Ack(_, reply) | Command::Release(_, reply)) = cmd;
-                        let _ = reply.send(outcome.clone());
-                    }
-                    return;
-                }
-                Err(e) => tracing::warn!(error = %e, "could not set the spool to synchronous=NORMAL for acks"),
-            }
-        }
         let started = std::time::Instant::now();
         // A panic here (a bug) fails this group's commands, which the requests
         // see as 503 and the workers retry; the writer goes on. Letting it
         // unwind would end the only writer and leave every later POST waiting.
         // The transaction rolls back as it unwinds.
         let last_seq = self.last_seq;
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| apply(&mut self.conn, last_seq, &group))) {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => {
-                self.metrics.panicked("spool_writer");
-                tracing::error!(commands = group.len(), "the spool writer panicked; failing this group");
-                Err("the spool writer failed on this group".to_string())
+        let result = self.set_durable(durable).and_then(|()| {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| apply(&mut self.conn, last_seq, &group))) {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => {
+                    self.metrics.panicked("spool_writer");
+                    tracing::error!(commands = group.len(), "the spool writer panicked; failing this group");
+                    Err("the spool writer failed on this group".to_string())
+                }
             }
-        };
+        });
         tracing::trace!(commands = group.len(), micros = started.elapsed().as_micros() as u64, "spool group commit");
         self.metrics.spool_commit_seconds.observe(started.elapsed().as_secs_f64());
         let (outcome, seqs) = match result {
