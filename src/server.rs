@@ -281,7 +281,13 @@ pub async fn serve(
     let registry = Arc::new(Registry { epoch: Instant::now(), conns: Mutex::default(), next_id: AtomicU64::new(0) });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The head timeout is ours (hyper's would also cut idle keep-alive at the same value).
-    builder.http1().header_read_timeout(None).max_buf_size(limits.max_buf_size);
+    // Half-close: while a request is being answered, hyper would otherwise read
+    // the socket once more to notice a client that hung up, which costs every
+    // request a `recvfrom` and a fresh read buffer (the last one still holds
+    // the body). Such a request now runs to its end, bounded by the request
+    // timeout, and its answer goes nowhere; a collector request is acted on
+    // (queued) either way, and a streamed export stops at its first failed write.
+    builder.http1().header_read_timeout(None).max_buf_size(limits.max_buf_size).half_close(true);
     let builder = Arc::new(builder);
     let rejections = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_REJECTIONS));
     let tracker = tokio_util::task::TaskTracker::new();

@@ -310,6 +310,34 @@ async fn protocol_errors_have_the_error_shape() {
     assert_eq!(big.json::<Value>().await.unwrap()["error"]["code"], "headers_too_large");
 }
 
+/// A client that sends its whole request and then shuts its side of the
+/// connection (as some beacon senders and `nc -N` do) still gets its answer,
+/// and the event is stored: the server does not read the end of the client's
+/// stream as a request abandoned halfway.
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_its_202() {
+    let app = TestApp::spawn().await;
+    let body = pageview("half-close", 7).to_string();
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "POST /collector HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Eye-Key: {}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        app.key,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "answered: {answer:?}");
+    let id = serde_json::from_str::<Value>(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.process().await, 1);
+    assert!(stored_once(&app).await.contains(&id), "the event {id} is stored");
+}
+
 // --- overload and a full disk ------------------------------------------------
 
 /// Clients sending far faster than the workers can store, against a small
