@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # What the benchmark scripts share; sourced, with ADDR (host:port) set.
 
 # Waits until something listens on $ADDR: up to $1 tenths of a second (100).

@@ -25,7 +25,7 @@ for q in \
  "SELECT id FROM events WHERE (occurred_at, id) < (now() - interval '40 days', 1000000000) ORDER BY occurred_at DESC, id DESC LIMIT 101" \
  "SELECT id FROM events WHERE event_id = (lpad(to_hex(floor(extract(epoch FROM now() - interval '10 days') * 1000)::bigint), 12, '0') || lpad(to_hex(12345), 20, '0'))::uuid" ; do
   echo "== $q"
-  for i in 1 2 3; do psql $U/the_eye_big -tAc "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) $q" | grep -E 'Execution Time'; done | tail -1
+  for _ in 1 2 3; do psql $U/the_eye_big -tAc "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) $q" | grep -E 'Execution Time'; done | tail -1
 done
 psql $U/the_eye_big -tAc "EXPLAIN SELECT id FROM events WHERE session_id = 'session-4242' ORDER BY occurred_at DESC, id DESC LIMIT 101" | head -8
 time psql $U/the_eye_big -tAc "SELECT the_eye_drop_partitions_before(date_trunc('month', now())::date)"
