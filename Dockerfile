@@ -4,6 +4,10 @@
 # `worker`, `migrate`.
 
 FROM rust:1.95-slim-bookworm AS build
+# make: tikv-jemalloc-sys builds jemalloc from source (the slim image has gcc, not make).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 # rust-toolchain.toml stays out: the image already has this Rust, and the file
