@@ -172,13 +172,25 @@ impl App {
     /// finish their batch, within `shutdown_timeout_secs`, and the store closes.
     pub async fn run_workers(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
+        // Bound before a worker starts: a taken address stops the process
+        // before it has claimed anything, with the address in the error.
+        let listener = match settings.worker.health_listen {
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    self.state.store.close().await;
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot listen on {addr} for the worker's health endpoints")));
+                }
+            },
+            None => None,
+        };
         let stop = CancellationToken::new();
         let mut workers = tasks::spawn_workers(&self.worker, settings.worker.workers.max(1), &stop);
         let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
         workers.push(tasks::spawn_upkeep(self.state.store.clone(), retention, every, &stop));
-        let health = match settings.worker.health_listen {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr).await?;
+        let health = match listener {
+            Some(listener) => {
                 tracing::info!(url = %format!("http://{}", listener.local_addr()?), "worker health endpoints");
                 let routes = Router::new()
                     .route("/healthz", get(api::health::healthz))
@@ -191,6 +203,7 @@ impl App {
             }
             None => None,
         };
+        tracing::info!(workers = settings.worker.workers.max(1), "The Eye worker is running");
         shutdown.await;
         tracing::info!("shutting down: workers finish their current batch");
         self.state.draining.cancel();

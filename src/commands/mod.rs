@@ -232,7 +232,6 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
          `the-eye serve` runs the workers itself"
     );
     let app = App::build(settings.clone()).await?;
-    tracing::info!(workers = settings.worker.workers.max(1), "The Eye worker is running");
     app.run_workers(shutdown_signal()).await
 }
 

@@ -375,3 +375,70 @@ fn envelope_at_micros(e: &the_eye::queue::Envelope) -> the_eye::queue::Envelope 
     e.received_at = chrono::DateTime::from_timestamp_micros(e.received_at.timestamp_micros()).unwrap();
     e
 }
+
+/// The environment of a `the-eye worker` on the test services, with a queue
+/// of its own.
+fn worker_env(database: &str, redis: &str, prefix: &str, dir: &std::path::Path) -> Vec<(String, String)> {
+    [
+        ("THE_EYE_DATABASE_URL", database),
+        ("THE_EYE_REDIS_URL", redis),
+        ("THE_EYE_REDIS_PREFIX", prefix),
+        ("THE_EYE_ALLOW_UNSAFE_REDIS", "true"),
+        ("THE_EYE_DATA_DIR", dir.to_str().unwrap()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test]
+async fn a_worker_serves_its_health_readiness_and_metrics_on_its_own_address() {
+    let Some((pg, redis)) = both("worker health endpoints") else { return };
+    let database = postgres_database(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::procs::free_port();
+    let mut env = worker_env(&database, &redis, &prefix(), dir.path());
+    env.push(("THE_EYE_METRICS_PUBLIC".into(), "true".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let addr = format!("127.0.0.1:{port}");
+    let worker = Eye::start(&["worker", "--health-listen", &addr], &env).await;
+
+    let healthz = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+    let readyz = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), StatusCode::OK);
+    let ready: Value = readyz.json().await.unwrap();
+    assert_eq!(
+        (ready["status"].as_str(), ready["store"].as_str(), ready["queue"].as_str()),
+        (Some("ready"), Some("ok"), Some("ok"))
+    );
+    let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics.text().await.unwrap().contains("the_eye_events_stored_total"));
+    // Only the health routes: the worker serves no collector.
+    let collector = reqwest::Client::new().post(format!("http://{addr}/collector")).body("{}").send().await.unwrap();
+    assert_eq!(collector.status(), StatusCode::NOT_FOUND);
+    assert_eq!(worker.terminate(30).await.map(|s| s.success()), Some(true));
+}
+
+#[tokio::test]
+async fn a_worker_whose_health_address_is_taken_stops_before_it_starts_naming_the_address() {
+    let Some((pg, redis)) = both("worker health address taken") else { return };
+    let database = postgres_database(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tokio::process::Command::new(crate::procs::BIN)
+        .args(["worker", "--health-listen", &addr])
+        .envs(worker_env(&database, &redis, &prefix(), dir.path()))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr} for the worker's health endpoints")),
+        "the error names the address: {stderr}"
+    );
+    assert!(!stderr.contains("The Eye worker is running"), "it stopped before its workers started: {stderr}");
+}
