@@ -123,29 +123,66 @@ pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>,
 fn split_common(body: &[u8], limits: &Limits) -> Option<Vec<(Uuid, String)>> {
     // Checked once here, so neither the split nor the walks check strings again.
     let text = std::str::from_utf8(body).ok()?;
-    let (items, outer) = match text.trim_ascii_start().as_bytes().first()? {
-        b'[' => (serde_json::from_str::<Vec<&RawValue>>(text).ok()?.into_iter().map(RawValue::get).collect(), 1),
+    match text.trim_ascii_start().as_bytes().first()? {
+        b'[' => walk_array(text, limits),
         // One event: the body itself, less JSON's whitespace around it, is
-        // what a `RawValue` would hold, and the walk below checks it is one
-        // whole value, so it is not scanned a second time to split it.
-        b'{' => (vec![text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))], 0),
-        _ => return None,
-    };
-    if items.len() > limits.max_events || outer > limits.max_depth {
-        return None;
-    }
-    items
-        .into_iter()
-        .map(|json| {
-            if json.len() > limits.max_event_bytes || !json.starts_with('{') {
+        // what a `RawValue` would hold, and the walk checks it is one whole
+        // value, so it is not scanned a second time to split it.
+        b'{' => {
+            let json = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+            if json.len() > limits.max_event_bytes || !json.starts_with('{') || limits.max_events < 1 {
                 return None;
             }
             let mut de = serde_json::Deserializer::from_str(json);
-            let client_id = EventWalk(Walk { depth: outer, max: limits.max_depth }).deserialize(&mut de).ok()?;
+            let client_id = EventWalk(Walk { depth: 0, max: limits.max_depth }).deserialize(&mut de).ok()?;
             de.end().ok()?;
-            Some((client_id.unwrap_or_else(|| derived_id(json)), json.to_string()))
-        })
-        .collect()
+            Some(vec![(client_id.unwrap_or_else(|| derived_id(json)), json.to_string())])
+        }
+        _ => None,
+    }
+}
+
+/// An array of event objects, each walked where it lies: where its walk
+/// ends gives its slice, so the array is not scanned a second time to split
+/// it (as a `Vec<&RawValue>` would). Anything but objects separated by
+/// commas and JSON's whitespace is left to [`split_checked`].
+fn walk_array(text: &str, limits: &Limits) -> Option<Vec<(Uuid, String)>> {
+    let bytes = text.as_bytes();
+    let skip = |mut at: usize| {
+        while bytes.get(at).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = skip(0);
+    if bytes.get(at) != Some(&b'[') || limits.max_depth < 1 {
+        return None;
+    }
+    at = skip(at + 1);
+    let mut events = Vec::new();
+    if bytes.get(at) == Some(&b']') {
+        return (skip(at + 1) == bytes.len()).then_some(events);
+    }
+    loop {
+        if bytes.get(at) != Some(&b'{') || events.len() == limits.max_events {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(&text[at..]);
+        let client_id = EventWalk(Walk { depth: 1, max: limits.max_depth }).deserialize(&mut de).ok()?;
+        // Where the walk stopped: just past the event's closing brace.
+        let len = de.into_iter::<serde::de::IgnoredAny>().byte_offset();
+        let json = &text[at..at + len];
+        if json.len() > limits.max_event_bytes {
+            return None;
+        }
+        events.push((client_id.unwrap_or_else(|| derived_id(json)), json.to_string()));
+        at = skip(at + len);
+        match bytes.get(at) {
+            Some(b',') => at = skip(at + 1),
+            Some(b']') => return (skip(at + 1) == bytes.len()).then_some(events),
+            _ => return None,
+        }
+    }
 }
 
 /// The reference: depth first, then a full walk of the body, then the split,
