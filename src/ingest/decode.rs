@@ -123,14 +123,16 @@ pub fn split_events(body: &[u8], limits: &Limits) -> Result<Vec<(Uuid, String)>,
 fn split_common(body: &[u8], limits: &Limits) -> Option<Vec<(Uuid, String)>> {
     // Checked once here, so neither the split nor the walks check strings again.
     let text = std::str::from_utf8(body).ok()?;
-    match text.trim_ascii_start().as_bytes().first()? {
-        b'[' => walk_array(text, limits),
+    let start = skip_space(body, 0);
+    match body.get(start)? {
+        b'[' => walk_array(text, start + 1, limits),
         // One event: the body itself, less JSON's whitespace around it, is
         // what a `RawValue` would hold, and the walk checks it is one whole
         // value, so it is not scanned a second time to split it.
         b'{' => {
-            let json = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
-            if json.len() > limits.max_event_bytes || !json.starts_with('{') || limits.max_events < 1 {
+            let end = body.len() - body.iter().rev().take_while(|b| is_space(**b)).count();
+            let json = &text[start..end];
+            if json.len() > limits.max_event_bytes || limits.max_events < 1 {
                 return None;
             }
             let mut de = serde_json::Deserializer::from_str(json);
@@ -142,26 +144,30 @@ fn split_common(body: &[u8], limits: &Limits) -> Option<Vec<(Uuid, String)>> {
     }
 }
 
-/// An array of event objects, each walked where it lies: where its walk
-/// ends gives its slice, so the array is not scanned a second time to split
-/// it (as a `Vec<&RawValue>` would). Anything but objects separated by
-/// commas and JSON's whitespace is left to [`split_checked`].
-fn walk_array(text: &str, limits: &Limits) -> Option<Vec<(Uuid, String)>> {
+/// JSON's whitespace (RFC 8259): not the form feed that `trim_ascii` strips too.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The first index from `at` that is not JSON's whitespace.
+fn skip_space(bytes: &[u8], at: usize) -> usize {
+    at + bytes[at..].iter().take_while(|b| is_space(**b)).count()
+}
+
+/// The elements of an array whose `[` ends just before `at`: event objects,
+/// each walked where it lies. Where its walk ends gives its slice, so the
+/// array is not scanned a second time to split it (as a `Vec<&RawValue>`
+/// would). Anything but objects separated by commas and JSON's whitespace is
+/// left to [`split_checked`].
+fn walk_array(text: &str, at: usize, limits: &Limits) -> Option<Vec<(Uuid, String)>> {
     let bytes = text.as_bytes();
-    let skip = |mut at: usize| {
-        while bytes.get(at).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
-            at += 1;
-        }
-        at
-    };
-    let mut at = skip(0);
-    if bytes.get(at) != Some(&b'[') || limits.max_depth < 1 {
+    if limits.max_depth < 1 {
         return None;
     }
-    at = skip(at + 1);
+    let mut at = skip_space(bytes, at);
     let mut events = Vec::new();
     if bytes.get(at) == Some(&b']') {
-        return (skip(at + 1) == bytes.len()).then_some(events);
+        return (skip_space(bytes, at + 1) == bytes.len()).then_some(events);
     }
     loop {
         if bytes.get(at) != Some(&b'{') || events.len() == limits.max_events {
@@ -176,10 +182,10 @@ fn walk_array(text: &str, limits: &Limits) -> Option<Vec<(Uuid, String)>> {
             return None;
         }
         events.push((client_id.unwrap_or_else(|| derived_id(json)), json.to_string()));
-        at = skip(at + len);
+        at = skip_space(bytes, at + len);
         match bytes.get(at) {
-            Some(b',') => at = skip(at + 1),
-            Some(b']') => return (skip(at + 1) == bytes.len()).then_some(events),
+            Some(b',') => at = skip_space(bytes, at + 1),
+            Some(b']') => return (skip_space(bytes, at + 1) == bytes.len()).then_some(events),
             _ => return None,
         }
     }
