@@ -378,17 +378,19 @@ fn envelope_at_micros(e: &the_eye::queue::Envelope) -> the_eye::queue::Envelope 
 
 /// The environment of a `the-eye worker` on the test services, with a queue
 /// of its own.
-fn worker_env(database: &str, redis: &str, prefix: &str, dir: &std::path::Path) -> Vec<(String, String)> {
-    [
+fn worker_env<'a>(
+    database: &'a str,
+    redis: &'a str,
+    prefix: &'a str,
+    dir: &'a std::path::Path,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
         ("THE_EYE_DATABASE_URL", database),
         ("THE_EYE_REDIS_URL", redis),
         ("THE_EYE_REDIS_PREFIX", prefix),
         ("THE_EYE_ALLOW_UNSAFE_REDIS", "true"),
         ("THE_EYE_DATA_DIR", dir.to_str().unwrap()),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
 }
 
 #[tokio::test]
@@ -397,9 +399,9 @@ async fn a_worker_serves_its_health_readiness_and_metrics_on_its_own_address() {
     let database = postgres_database(&pg).await;
     let dir = tempfile::tempdir().unwrap();
     let port = crate::procs::free_port();
-    let mut env = worker_env(&database, &redis, &prefix(), dir.path());
-    env.push(("THE_EYE_METRICS_PUBLIC".into(), "true".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let prefix = prefix();
+    let mut env = worker_env(&database, &redis, &prefix, dir.path());
+    env.push(("THE_EYE_METRICS_PUBLIC", "true"));
     let addr = format!("127.0.0.1:{port}");
     let worker = Eye::start(&["worker", "--health-listen", &addr], &env).await;
 
@@ -428,9 +430,10 @@ async fn a_worker_whose_health_address_is_taken_stops_before_it_starts_naming_th
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
+    let prefix = prefix();
     let out = tokio::process::Command::new(crate::procs::BIN)
         .args(["worker", "--health-listen", &addr])
-        .envs(worker_env(&database, &redis, &prefix(), dir.path()))
+        .envs(worker_env(&database, &redis, &prefix, dir.path()))
         .output()
         .await
         .unwrap();
