@@ -14,7 +14,8 @@
 #
 # Events carry random (UUIDv4) ids, as clients that make their own send.
 # Prints, from one run on one machine: the disk's fsync time, the HTTP ceiling (a bare axum server
-# answering 202), ingest and spool alone (no workers), The Eye's end-to-end
+# answering 202), the durable floor (the same server fsyncing each body, in a group, before its 202:
+# to a plain file and to The Eye's spool), ingest and spool alone (no workers), The Eye's end-to-end
 # rate (accepted AND stored: each run ends when the queue is empty) with 1 and
 # with 100 events per request, ack latency, the latency at half the
 # single-event rate, and the server's peak RSS; each rate with its ratio to
@@ -59,6 +60,29 @@ ceiling=$($LOADGEN --addr "$ADDR" --connections "$CONNS" --seconds "$SECS" --jso
 kill "$CEILING_PID"; wait "$CEILING_PID" 2>/dev/null || true
 ceiling_rps=$(field "$ceiling" "round(requests_per_s)")
 echo "HTTP ceiling (bare axum, 202 without reading the body): $ceiling_rps requests/s"
+
+# 1b. The durable floor: the same bare server, but each body is appended and
+# fsynced before its 202, through The Eye's spool and through a plain file.
+# Nothing that fsyncs before answering can do better here; the ingest row's
+# ratio to it is what everything else ingest does costs.
+floor() { # label, then the ceiling binary's flags for a path in a fresh dir
+    local label=$1 dir out rps; shift
+    dir=$(mktemp -d)
+    target/release/ceiling --listen "$ADDR" "$@" "$dir/floor" 2>/dev/null &
+    local pid=$!
+    wait_for_port
+    out=$($LOADGEN --addr "$ADDR" --connections "$CONNS" --seconds "$SECS" --json)
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    rps=$(field "$out" "round(requests_per_s)")
+    printf '%-36s %8s requests/s     ratio %4s\n' "$label" "$rps" "$(python3 -c "print(f'{$rps / $ceiling_rps:.2f}')")"
+    FLOOR_RPS=$rps
+}
+if [ "$DEPLOYMENT" != scaled ]; then
+    floor "durable floor: a plain file" --log
+    floor "durable floor: The Eye's spool" --spool
+    spool_floor_rps=$FLOOR_RPS
+fi
 
 start_scaled() { # sets PIDS to "ingest worker redis" and EYE_ENV
     local dir=$1 port db
@@ -149,6 +173,7 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
 
 if [ "$DEPLOYMENT" != scaled ]; then
     run_eye "ingest + spool only (no workers)" 1 "$CONNS" 0 0
+    python3 -c "print(f'  ingest + spool / durable floor (spool): {$LAST_RATE / $spool_floor_rps:.2f}')"
 fi
 run_eye "1 event per request" 1 "$CONNS" 0
 single=$LAST_RATE
@@ -183,3 +208,6 @@ if [ "$DEPLOYMENT" = embedded ] && [ "${SCALED:-auto}" != no ]; then
 fi
 echo
 python3 -c "print(f'ratio of single-event rate to HTTP ceiling: {$single / $ceiling_rps:.2f}')"
+if [ -n "${spool_floor_rps:-}" ]; then
+    python3 -c "print(f'ratio of single-event rate to the durable floor (spool): {$single / $spool_floor_rps:.2f}')"
+fi
