@@ -65,10 +65,10 @@ echo "HTTP ceiling (bare axum, 202 without reading the body): $ceiling_rps reque
 # fsynced before its 202, through The Eye's spool and through a plain file.
 # Nothing that fsyncs before answering can do better here; the ingest row's
 # ratio to it is what everything else ingest does costs.
-floor() { # label, then the ceiling binary's flags for a path in a fresh dir
+floor() { # label, then the floor binary's flag for a path in a fresh dir
     local label=$1 dir out rps; shift
     dir=$(mktemp -d)
-    target/release/ceiling --listen "$ADDR" "$@" "$dir/floor" 2>/dev/null &
+    target/release/floor --listen "$ADDR" "$@" "$dir/floor" 2>/dev/null &
     local pid=$!
     wait_for_port
     out=$($LOADGEN --addr "$ADDR" --connections "$CONNS" --seconds "$SECS" --json)
