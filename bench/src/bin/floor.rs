@@ -71,8 +71,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// One body, one entry, fsynced; then 202 `{"accepted":1,"ids":[…]}`.
 async fn append(State(spool): State<Arc<Spool>>, request: Request) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(request.into_body(), 1 << 20).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let bytes = match read_body(request).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
     };
     let Ok(json) = String::from_utf8(bytes.to_vec()) else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -90,32 +91,45 @@ async fn append(State(spool): State<Arc<Spool>>, request: Request) -> Response {
     }
 }
 
+/// The request's body, or the 413 that refuses it.
+async fn read_body(request: Request) -> Result<bytes::Bytes, Response> {
+    axum::body::to_bytes(request.into_body(), 1 << 20).await.map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())
+}
+
+/// Appends a group's bodies (each after its length) to `file`, syncs it, then
+/// tells each request; false when the file failed.
+fn write_group(file: &mut std::fs::File, group: Vec<Append>) -> bool {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    for (body, _) in &group {
+        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        buf.extend_from_slice(body);
+    }
+    if file.write_all(&buf).and_then(|()| file.sync_data()).is_err() {
+        return false;
+    }
+    for (_, done) in group {
+        let _ = done.send(());
+    }
+    true
+}
+
 /// A body and where to say it is on disk.
 type Append = (bytes::Bytes, tokio::sync::oneshot::Sender<()>);
 
 /// A thread that appends what the channel holds to the file and fsyncs once a
 /// group: whatever arrived while the last group was being synced.
 fn open_log(path: &std::path::Path) -> anyhow::Result<tokio::sync::mpsc::Sender<Append>> {
-    use std::io::Write;
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Append>(1024);
     std::thread::spawn(move || {
-        let mut group = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            group.push(first);
+            let mut group = vec![first];
             while let Ok(next) = rx.try_recv() {
                 group.push(next);
             }
-            let mut buf = Vec::new();
-            for (body, _) in &group {
-                buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-                buf.extend_from_slice(body);
-            }
-            if file.write_all(&buf).and_then(|()| file.sync_data()).is_err() {
+            if !write_group(&mut file, group) {
                 return;
-            }
-            for (_, done) in group.drain(..) {
-                let _ = done.send(());
             }
         }
     });
@@ -124,8 +138,9 @@ fn open_log(path: &std::path::Path) -> anyhow::Result<tokio::sync::mpsc::Sender<
 
 /// One body, appended and fsynced; then the same 202 as [`append`].
 async fn log_append(State(log): State<tokio::sync::mpsc::Sender<Append>>, request: Request) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(request.into_body(), 1 << 20).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let bytes = match read_body(request).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
     };
     let (done, synced) = tokio::sync::oneshot::channel();
     if log.send((bytes, done)).await.is_err() || synced.await.is_err() {
@@ -152,9 +167,9 @@ struct Leader {
 
 /// One body: the first request to find no sync running syncs every waiting one.
 async fn lead_append(State(log): State<Arc<Leader>>, request: Request) -> Response {
-    use std::io::Write;
-    let Ok(bytes) = axum::body::to_bytes(request.into_body(), 1 << 20).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let bytes = match read_body(request).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
     };
     let (done, synced) = tokio::sync::oneshot::channel();
     let lead = {
@@ -172,17 +187,9 @@ async fn lead_append(State(log): State<Arc<Leader>>, request: Request) -> Respon
                 }
                 std::mem::take(&mut state.0)
             };
-            let mut buf = Vec::new();
-            for (body, _) in &group {
-                buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-                buf.extend_from_slice(body);
-            }
             let Ok(mut file) = log.file.lock() else { return };
-            if file.write_all(&buf).and_then(|()| file.sync_data()).is_err() {
+            if !write_group(&mut file, group) {
                 return;
-            }
-            for (_, done) in group {
-                let _ = done.send(());
             }
         });
     }
