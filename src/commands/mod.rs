@@ -22,11 +22,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
     let app = App::build(settings.clone()).await?;
-    if settings.demo {
-        ensure_demo_application(&settings, app.state().store.as_ref()).await?;
-    }
-    app.state().apps.refresh().await?;
-    let addr = listener.local_addr()?;
+    // A failure from here on closes the store before the error is reported,
+    // as a normal stop does.
+    let ready = async {
+        if settings.demo {
+            ensure_demo_application(&settings, app.state().store.as_ref()).await?;
+        }
+        app.state().apps.refresh().await?;
+        anyhow::Ok(listener.local_addr()?)
+    };
+    let addr = match ready.await {
+        Ok(addr) => addr,
+        Err(e) => {
+            app.state().store.close().await;
+            return Err(e);
+        }
+    };
     if settings.worker.workers == 0 && settings.queue.redis_url.is_none() {
         tracing::warn!("no workers and no Redis: events are accepted into the spool but nothing processes them");
     }
