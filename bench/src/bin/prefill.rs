@@ -1,10 +1,13 @@
 //! Fills a data dir's store with `--events` events before a benchmark, so
 //! that the end-to-end rate can be measured on a big store, not an empty one.
 //! Events carry random (UUIDv4) ids, as the load generator's `--random-ids`
-//! do, and times spread over the last 30 days; they go in through
-//! `Store::write` in batches of 5,000, as the workers write.
+//! do, and times spread over the last `--days` days (30 unless told); they go
+//! in through `Store::write` in batches of 5,000, as the workers write. The
+//! store's duplicate check is unique within a UTC day, so what a big store
+//! costs the writer follows its events *a day*: `--days` sets that.
 //!
 //! `cargo run --release -p the-eye-bench --bin prefill -- --data-dir DIR --events 10000000`
+//! `cargo run --release -p the-eye-bench --bin prefill -- --data-dir DIR --events 50000000 --days 150`
 
 use std::time::Instant;
 
@@ -20,6 +23,9 @@ struct Args {
     /// How many events to add.
     #[arg(long, default_value_t = 10_000_000)]
     events: usize,
+    /// Over how many days (up to now) the events' times are spread.
+    #[arg(long, default_value_t = 30)]
+    days: i64,
 }
 
 const BATCH: usize = 5000;
@@ -32,13 +38,14 @@ async fn main() -> anyhow::Result<()> {
     let store = store::open(&url).await?;
     store.migrate().await?;
     let now = Utc::now();
-    let month_ms = 30 * 24 * 3600 * 1000;
+    anyhow::ensure!(args.days > 0, "--days must be at least 1");
+    let span_ms = args.days * 24 * 3600 * 1000;
     let start = Instant::now();
     for chunk in 0..args.events.div_ceil(BATCH) {
         let mut batch = WriteBatch::default();
         for i in 0..BATCH.min(args.events - chunk * BATCH) {
             let n = chunk * BATCH + i;
-            let at = now - Duration::milliseconds((n as i64 * 7919) % month_ms);
+            let at = now - Duration::milliseconds((n as i64 * 7919) % span_ms);
             let path = format!("/p/{}", n % 10_000);
             batch.events.push(the_eye_bench::pageview(
                 uuid::Uuid::new_v4(),
