@@ -43,6 +43,11 @@ struct Args {
     /// An experiment (docs/benchmarks.md, sixteenth session): no faster here.
     #[arg(long, requires = "log")]
     leader: bool,
+    /// Serve on this many threads, each with a single-threaded runtime and a
+    /// listener of its own on the same address (`SO_REUSEPORT`), instead of
+    /// one multi-threaded runtime. An experiment (docs/benchmarks.md).
+    #[arg(long, default_value_t = 0)]
+    per_core: usize,
 }
 
 #[tokio::main]
@@ -63,10 +68,43 @@ async fn main() -> anyhow::Result<()> {
             Router::new().route("/collector", post(append)).with_state(Arc::new(spool))
         }
     };
+    if args.per_core > 0 {
+        return serve_per_core(&args.listen, app, args.per_core).await;
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     eprintln!("floor server on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// `threads` threads, each serving `app` on a single-threaded runtime from a
+/// listener of its own on `listen`; the kernel spreads connections among them.
+async fn serve_per_core(listen: &str, app: Router, threads: usize) -> anyhow::Result<()> {
+    let addr: std::net::SocketAddr = listen.parse()?;
+    let mut handles = Vec::new();
+    for n in 0..threads {
+        let app = app.clone();
+        handles.push(std::thread::Builder::new().name(format!("floor-{n}")).spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.set_reuseaddr(true)?;
+                socket.set_reuseport(true)?;
+                socket.bind(addr)?;
+                let listener = socket.listen(1024)?;
+                axum::serve(listener, app).await?;
+                Ok(())
+            })
+        })?);
+    }
+    eprintln!("floor server on {addr}, {threads} single-threaded runtimes");
+    tokio::task::spawn_blocking(move || {
+        for handle in handles {
+            handle.join().map_err(|_| anyhow::anyhow!("a serving thread panicked"))??;
+        }
+        Ok(())
+    })
+    .await?
 }
 
 /// One body, one entry, fsynced; then 202 `{"accepted":1,"ids":[…]}`.
