@@ -30,6 +30,19 @@ server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 1 100); do curl -fsS "$base/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
+# A few stored events, so that the link from GET /api/events to
+# GET /api/events/{event_id} leads somewhere and the stateful phase reaches
+# the found event's answer, not only 404s.
+for n in 1 2 3; do
+    curl -fsS "$base/collector" -H "X-Eye-Key: $key" -H 'Content-Type: application/json' -d "{
+        \"session_id\": \"e2085be5-9137-4e4e-80b5-f1ffddc2542$n\", \"category\": \"page interaction\",
+        \"name\": \"pageview\", \"data\": {\"host\": \"www.example.com\", \"path\": \"/$n\"},
+        \"timestamp\": \"2026-01-01 09:15:27.24386$n\"}" >/dev/null
+done
+stored() { curl -fsS "$base/api/events" -H "Authorization: Bearer $token" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["events"]))'; }
+for _ in $(seq 1 100); do [ "$(stored)" -ge 3 ] && break; sleep 0.1; done
+[ "$(stored)" -ge 3 ] || { echo "the three seed events were not stored" >&2; exit 1; }
+
 schemathesis run "$base/api/openapi.json" \
     --url "$base" \
     --header "Authorization: Bearer $token" \

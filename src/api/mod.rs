@@ -143,7 +143,12 @@ fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params(EventParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of events", body = schema::EventsPage),
+        (status = 200, description = "A page of events", body = schema::EventsPage,
+            links(("GetFirstEvent" = (
+                operation_id = "get_event",
+                parameters(("event_id" = "$response.body#/events/0/event_id")),
+                description = "The page's first event, by its id",
+            )))),
         (status = 400, description = "A malformed parameter, named", body = crate::http_error::ErrorBody),
         (status = 401, description = "No valid bearer token", body = crate::http_error::ErrorBody),
         (status = 414, description = "The request target is too long", body = crate::http_error::ErrorBody),

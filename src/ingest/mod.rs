@@ -203,7 +203,13 @@ pub struct Accepted {
     request_body(content = CollectorBody, content_type = "application/json"),
     security(("write_key" = [])),
     responses(
-        (status = 202, description = "Accepted and durable", body = Accepted),
+        (status = 202, description = "Accepted and durable", body = Accepted,
+            links(("GetFirstAcceptedEvent" = (
+                operation_id = "get_event",
+                parameters(("event_id" = "$response.body#/ids/0")),
+                description = "The first accepted event, by its id: 404 until a worker has stored it, \
+                    and for good if it failed validation (it is then an event error)",
+            )))),
         (status = 400, description = "Not acceptable JSON (kept as an event error), or a bad host", body = crate::http_error::ErrorBody),
         (status = 401, description = "No key, an unknown key, or a revoked application", body = crate::http_error::ErrorBody),
         (status = 403, description = "The origin may not send for this application", body = crate::http_error::ErrorBody),

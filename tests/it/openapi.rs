@@ -38,6 +38,19 @@ async fn the_description_is_valid_openapi_3_1_and_covers_every_json_endpoint() {
     for status in ["202", "400", "401", "413", "415", "429", "503"] {
         assert!(collector.get(status).is_some(), "/collector documents {status}");
     }
+    // Links lead from the answers that carry event ids to the event itself,
+    // by an operationId that exists and a parameter it takes.
+    let get_event = &paths["/api/events/{event_id}"]["get"];
+    assert_eq!(get_event["operationId"], "get_event");
+    assert_eq!(get_event["parameters"][0]["name"], "event_id");
+    for (path, method, status, link, expression) in [
+        ("/api/events", "get", "200", "GetFirstEvent", "$response.body#/events/0/event_id"),
+        ("/collector", "post", "202", "GetFirstAcceptedEvent", "$response.body#/ids/0"),
+    ] {
+        let link = &paths[path][method]["responses"][status]["links"][link];
+        assert_eq!(link["operationId"], "get_event", "{method} {path} links to the event: {link}");
+        assert_eq!(link["parameters"]["event_id"], expression, "{method} {path}");
+    }
     let schemas = &doc["components"]["schemas"];
     let event: Value = schemas["EventOut"]["properties"].clone();
     for field in ["event_id", "session_id", "category", "name", "data", "timestamp", "received_at"] {
