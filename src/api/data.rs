@@ -29,24 +29,26 @@ const MAX_BUCKETS: i64 = 10_000;
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// `events` (the default, by their own time) or `errors` (by time received).
-    #[param(value_type = Option<String>, pattern = "^(events|errors)$")]
+    #[param(value_type = Option<String>, pattern = "^(events|errors)$", example = "events")]
     kind: Option<String>,
     /// Start (RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC), rounded down to a bucket; default: 7 days before `to`.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-01T00:00:00Z")]
     from: Option<String>,
     /// End, rounded up to a bucket; default: now.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-02T00:00:00Z")]
     to: Option<String>,
     /// Bucket width: `5m`, `1h` (the default) or `1d` (UTC days).
-    #[param(value_type = Option<String>, pattern = "^(5m|1h|1d)$")]
+    #[param(value_type = Option<String>, pattern = "^(5m|1h|1d)$", example = "1h")]
     bucket: Option<String>,
     /// Split the counts by `category`, `name` (category and name; events),
     /// `application` or `reason` (the first reason's code; errors). Default: one series.
-    #[param(value_type = Option<String>, pattern = "^(category|name|application|reason)$")]
+    #[param(value_type = Option<String>, pattern = "^(category|name|application|reason)$", example = "name")]
     group_by: Option<String>,
     /// Only this category.
+    #[param(example = "page interaction")]
     category: Option<String>,
     /// Only this event name (events).
+    #[param(example = "pageview")]
     name: Option<String>,
     /// Only this application.
     application: Option<String>,

@@ -85,22 +85,25 @@ pub fn routes(state: AppState) -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 struct EventParams {
     /// Only this session's events.
+    #[param(example = "e2085be5-9137-4e4e-80b5-f1ffddc25421")]
     session_id: Option<String>,
     /// Only this category.
+    #[param(example = "page interaction")]
     category: Option<String>,
     /// Only this event name.
+    #[param(example = "pageview")]
     name: Option<String>,
     /// Events at or after this time (RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC).
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-01T00:00:00Z")]
     from: Option<String>,
     /// Events before this time.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-02T00:00:00Z")]
     to: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
-    #[param(value_type = Option<schema::OrderParam>)]
+    #[param(value_type = Option<schema::OrderParam>, example = "asc")]
     order: Option<String>,
     /// Page size, 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, example = 50)]
     limit: Option<String>,
     /// `next_cursor` of the previous page, with the same filters and order.
     cursor: Option<String>,
@@ -112,17 +115,19 @@ struct EventParams {
 #[into_params(parameter_in = Query)]
 struct ErrorParams {
     /// Only errors with this reason code (`unknown_category`, `schema`, …).
+    #[param(example = "schema")]
     reason: Option<String>,
     /// Only errors whose payload names this category.
+    #[param(example = "page interaction")]
     category: Option<String>,
     /// Errors received at or after this time.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-01T00:00:00Z")]
     from: Option<String>,
     /// Errors received before this time.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-02T00:00:00Z")]
     to: Option<String>,
     /// Page size, 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, example = 50)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -189,7 +194,7 @@ async fn list_events(
     path = "/api/events/{event_id}",
     tag = "read",
     summary = "One event",
-    params(("event_id" = Uuid, Path, description = "The event's id")),
+    params(("event_id" = Uuid, Path, description = "The event's id", example = "0176bd3a-f88b-81b4-bfcd-b3fb57a18e90")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The event", body = EventOut),

@@ -200,7 +200,13 @@ pub struct Accepted {
         and `Content-Encoding: gzip` is accepted. The key comes in `X-Eye-Key` or `?key=`; \
         a browser request must come from one of the application's origins. \
         202 means the events are on disk; each ends as one event or one event error.",
-    request_body(content = CollectorBody, content_type = "application/json"),
+    request_body(content = CollectorBody, content_type = "application/json", example = json!({
+        "session_id": "e2085be5-9137-4e4e-80b5-f1ffddc25421",
+        "category": "page interaction",
+        "name": "pageview",
+        "data": {"host": "www.example.com", "path": "/"},
+        "timestamp": "2026-01-01T09:15:27.243Z"
+    })),
     security(("write_key" = [])),
     responses(
         (status = 202, description = "Accepted and durable", body = Accepted,

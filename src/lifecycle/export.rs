@@ -136,14 +136,15 @@ pub enum Selection {
 pub struct ExportFilters {
     /// `ndjson` (the default) or `csv`.
     #[arg(long, default_value = "ndjson")]
-    #[param(value_type = Option<String>, pattern = "^(ndjson|csv)$")]
+    #[param(value_type = Option<String>, pattern = "^(ndjson|csv)$", example = "csv")]
     pub format: Option<String>,
     /// `events` (the default) or `errors`.
     #[arg(long, default_value = "events")]
-    #[param(value_type = Option<String>, pattern = "^(events|errors)$")]
+    #[param(value_type = Option<String>, pattern = "^(events|errors)$", example = "events")]
     pub kind: Option<String>,
     /// Only this session.
     #[arg(long)]
+    #[param(example = "e2085be5-9137-4e4e-80b5-f1ffddc25421")]
     pub session_id: Option<String>,
     /// Only this category.
     #[arg(long)]
@@ -156,11 +157,11 @@ pub struct ExportFilters {
     pub reason: Option<String>,
     /// From this time on (RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC): event time, or time received for errors.
     #[arg(long)]
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-01T00:00:00Z")]
     pub from: Option<String>,
     /// Before this time.
     #[arg(long)]
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-01-02T00:00:00Z")]
     pub to: Option<String>,
 }
 

@@ -51,6 +51,18 @@ async fn the_description_is_valid_openapi_3_1_and_covers_every_json_endpoint() {
         assert_eq!(link["operationId"], "get_event", "{method} {path} links to the event: {link}");
         assert_eq!(link["parameters"]["event_id"], expression, "{method} {path}");
     }
+    // Examples, for readers and for schemathesis's examples phase: a body
+    // the collector takes, and a value for every filter of the listings.
+    let example = &paths["/collector"]["post"]["requestBody"]["content"]["application/json"]["example"];
+    assert_eq!(example["name"], "pageview", "the collector's body has an example: {example}");
+    for path in ["/api/events", "/api/errors", "/api/stats"] {
+        for parameter in paths[path]["get"]["parameters"].as_array().unwrap() {
+            let name = parameter["name"].as_str().unwrap();
+            if !["cursor", "application"].contains(&name) {
+                assert!(!parameter["example"].is_null(), "{path}'s {name} has an example");
+            }
+        }
+    }
     let schemas = &doc["components"]["schemas"];
     let event: Value = schemas["EventOut"]["properties"].clone();
     for field in ["event_id", "session_id", "category", "name", "data", "timestamp", "received_at"] {
