@@ -148,9 +148,11 @@ pub struct ExportFilters {
     pub session_id: Option<String>,
     /// Only this category.
     #[arg(long)]
+    #[param(example = "page interaction")]
     pub category: Option<String>,
     /// Only this event name (events only).
     #[arg(long)]
+    #[param(example = "pageview")]
     pub name: Option<String>,
     /// Only errors with a reason of this code (errors only).
     #[arg(long)]
