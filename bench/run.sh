@@ -18,7 +18,8 @@
 # to a plain file and to The Eye's spool), ingest and spool alone (no workers), The Eye's end-to-end
 # rate (accepted AND stored: each run ends when the queue is empty) with 1 and
 # with 100 events per request, ack latency, the latency at half the
-# single-event rate, and the server's peak RSS; each rate with its ratio to
+# single-event rate (and the durable floor's at the same pace), and the
+# server's peak RSS; each rate with its ratio to
 # the ceiling. Under each run: the CPU seconds of each process (scaled: with
 # PostgreSQL's) and, embedded, the spool's group commits (count, mean time,
 # p99 bucket, entries a group), read from the server's /metrics.
@@ -65,22 +66,29 @@ echo "HTTP ceiling (bare axum, 202 without reading the body): $ceiling_rps reque
 # fsynced before its 202, through The Eye's spool and through a plain file.
 # Nothing that fsyncs before answering can do better here; the ingest row's
 # ratio to it is what everything else ingest does costs.
-floor() { # label, then the floor binary's flag for a path in a fresh dir
-    local label=$1 dir out rps; shift
+# Paced (a rate other than 0), it prints the ack latency instead: what the
+# bare durable server's own tail is at that load, on this disk, this hour.
+floor() { # label, rate (0 = flat out), then the floor binary's flag for a path in a fresh dir
+    local label=$1 rate=$2 dir out rps; shift 2
     dir=$(mktemp -d)
     target/release/floor --listen "$ADDR" "$@" "$dir/floor" 2>/dev/null &
     local pid=$!
     wait_for_port
-    out=$($LOADGEN --addr "$ADDR" --connections "$CONNS" --seconds "$SECS" --json)
+    out=$($LOADGEN --addr "$ADDR" --connections "$CONNS" --seconds "$SECS" --rate "$rate" --json)
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
     rps=$(field "$out" "round(requests_per_s)")
-    printf '%-36s %8s requests/s     ratio %4s\n' "$label" "$rps" "$(python3 -c "print(f'{$rps / $ceiling_rps:.2f}')")"
+    if [ "$rate" = 0 ]; then
+        printf '%-36s %8s requests/s     ratio %4s\n' "$label" "$rps" "$(python3 -c "print(f'{$rps / $ceiling_rps:.2f}')")"
+    else
+        printf '%-36s %8s requests/s                  ack p50 %6s µs  p99 %6s µs\n' "$label" "$rps" \
+            "$(field "$out" "latency_us['p50']")" "$(field "$out" "latency_us['p99']")"
+    fi
     FLOOR_RPS=$rps
 }
 if [ "$DEPLOYMENT" != scaled ]; then
-    floor "durable floor: a plain file" --log
-    floor "durable floor: The Eye's spool" --spool
+    floor "durable floor: a plain file" 0 --log
+    floor "durable floor: The Eye's spool" 0 --spool
     spool_floor_rps=$FLOOR_RPS
 fi
 
@@ -182,6 +190,11 @@ single_rps=$LAST_RPS
 # writeback (which runs last of the empty-store rows for that reason).
 half=$((single_rps / 2))
 run_eye "1 event at half that rate" 1 "$CONNS" "$half"
+# The same pace against the durable floor: the part of that tail which any
+# server that fsyncs before its 202 would have here.
+if [ "$DEPLOYMENT" != scaled ]; then
+    floor "  durable floor (spool), same rate" "$half" --spool
+fi
 run_eye "100 events per request" 100 "$BATCH_CONNS" 0
 if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
     filled="bench/.prefill-$PREFILL"
