@@ -46,8 +46,8 @@ struct Args {
     /// Serve on this many threads, each with a single-threaded runtime and a
     /// listener of its own on the same address (`SO_REUSEPORT`), instead of
     /// one multi-threaded runtime. An experiment (docs/benchmarks.md).
-    #[arg(long, default_value_t = 0)]
-    per_core: usize,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    per_core: Option<u16>,
 }
 
 #[tokio::main]
@@ -68,8 +68,8 @@ async fn main() -> anyhow::Result<()> {
             Router::new().route("/collector", post(append)).with_state(Arc::new(spool))
         }
     };
-    if args.per_core > 0 {
-        return serve_per_core(&args.listen, app, args.per_core).await;
+    if let Some(threads) = args.per_core {
+        return serve_per_core(&args.listen, app, threads).await;
     }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     eprintln!("floor server on {}", listener.local_addr()?);
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// `threads` threads, each serving `app` on a single-threaded runtime from a
 /// listener of its own on `listen`; the kernel spreads connections among them.
-async fn serve_per_core(listen: &str, app: Router, threads: usize) -> anyhow::Result<()> {
+async fn serve_per_core(listen: &str, app: Router, threads: u16) -> anyhow::Result<()> {
     let addr: std::net::SocketAddr = listen.parse()?;
     let mut handles = Vec::new();
     for n in 0..threads {
@@ -87,7 +87,10 @@ async fn serve_per_core(listen: &str, app: Router, threads: usize) -> anyhow::Re
         handles.push(std::thread::Builder::new().name(format!("floor-{n}")).spawn(move || -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async move {
-                let socket = tokio::net::TcpSocket::new_v4()?;
+                let socket = match addr {
+                    std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
                 socket.set_reuseaddr(true)?;
                 socket.set_reuseport(true)?;
                 socket.bind(addr)?;
