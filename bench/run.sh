@@ -70,6 +70,7 @@ echo "HTTP ceiling (bare axum, 202 without reading the body): $ceiling_rps reque
 # bare durable server's own tail is at that load, on this disk, this hour.
 floor() { # label, rate (0 = flat out), then the floor binary's flag for a path in a fresh dir
     local label=$1 rate=$2 dir out rps; shift 2
+    sync # as run_eye: not the last row's writeback under this row's fsyncs
     dir=$(mktemp -d)
     target/release/floor --listen "$ADDR" "$@" "$dir/floor" 2>/dev/null &
     local pid=$!
