@@ -262,7 +262,11 @@ impl Default for RawSettings {
             worker_health_listen: None,
             workers: 2,
             worker_batch_size: 1000,
-            worker_linger_ms: 20,
+            // 5 rather than 20: smaller store commits at moderate load disturb
+            // the spool's fsyncs less (a shorter ack tail), and under full load
+            // batches fill while the previous one is written, so the rate is
+            // the same (docs/benchmarks.md, twentieth session).
+            worker_linger_ms: 5,
             max_attempts: 5,
             max_body_bytes: 1024 * 1024,
             max_decompressed_bytes: 1024 * 1024,
