@@ -8,6 +8,7 @@
 #
 #   PREFILL_DIR=bench/.prefill-10000000 bench/once.sh BIN stored   # on a copy of a prefilled store
 #   RATE=12000 bench/once.sh BIN stored        # paced at 12,000 requests/s in all (the ack latency at a load)
+#   SESSIONS=100000 bench/once.sh BIN stored   # 100,000 visitors' sessions at once with random ids, not one a connection
 #
 # Prints the rate, ack p50 and p99 (µs) and the server's peak RSS. Random
 # (UUIDv4) event ids, rate limits off, a fresh data dir. Build first:
@@ -29,7 +30,7 @@ env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${wor
 pid=$!
 wait_for_port
 out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "$CONNS" --seconds "$SECS" --batch "$BATCH" --random-ids $drain \
-    ${RATE:+--rate "$RATE"} --json)
+    ${RATE:+--rate "$RATE"} ${SESSIONS:+--sessions "$SESSIONS"} --json)
 rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 rm -rf "$dir"

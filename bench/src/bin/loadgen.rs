@@ -45,10 +45,22 @@ struct Args {
     /// written all over rather than at its end.
     #[arg(long)]
     random_ids: bool,
+    /// Visitors' sessions live at once, in all: each event goes to one of
+    /// them at random, and a session is replaced by a new one (a new random
+    /// id, as the tracker makes) after about 10 events. 0 (the default) keeps
+    /// one fixed session a connection, `bench-N`, whose rows stay together in
+    /// the store's session index.
+    #[arg(long, default_value_t = 0)]
+    sessions: u64,
 }
+
+/// Events a session sends, on average, with `--sessions`.
+const SESSION_EVENTS: u64 = 10;
 
 /// Whether event ids are random (`--random-ids`), set once at start.
 static RANDOM_IDS: AtomicBool = AtomicBool::new(false);
+/// Sessions live at once on each connection (`--sessions` shared out), 0 for one fixed session.
+static SESSIONS_A_CONNECTION: AtomicU64 = AtomicU64::new(0);
 
 struct Totals {
     accepted_events: AtomicU64,
@@ -57,19 +69,33 @@ struct Totals {
     failed: AtomicU64,
 }
 
-fn event(conn: usize, seq: u64, i: usize) -> String {
+/// The session of the `k`th event sent on connection `conn`.
+fn session(conn: usize, k: u64) -> String {
+    let pool = SESSIONS_A_CONNECTION.load(Ordering::Relaxed);
+    if pool == 0 {
+        return format!("bench-{conn}");
+    }
+    let slot = the_eye_bench::mix((conn as u64) << 40 ^ k) % pool;
+    // Every slot is refilled once the connection has sent SESSION_EVENTS
+    // events a slot, so a session sends about that many.
+    let generation = k / (SESSION_EVENTS * pool);
+    the_eye_bench::session_id(the_eye_bench::mix((conn as u64) << 32 ^ slot) ^ generation)
+}
+
+/// The `i`th event of the `seq`th request sent on connection `conn`.
+fn event(conn: usize, seq: u64, i: usize, batch: usize) -> String {
     // Unique content per event so no two are deduplicated; a time-ordered client id
     // like the tracker's. Stamped now, as live traffic is: the store keys its
     // dedupe by the event's day, and a prefilled store's days end today.
     let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
     format!(
         concat!(
-            r#"{{"event_id":"{}","session_id":"bench-{}","category":"page interaction","name":"pageview","#,
+            r#"{{"event_id":"{}","session_id":"{}","category":"page interaction","name":"pageview","#,
             r#""data":{{"host":"bench.example","path":"/p/{}/{}"}},"timestamp":"{}"}}"#
         ),
         if RANDOM_IDS.load(Ordering::Relaxed) { uuid::Uuid::new_v4() } else { uuid::Uuid::now_v7() },
-        conn,
-        seq,
+        session(conn, seq * batch as u64 + i as u64),
+        seq * 1000 + conn as u64,
         i,
         chrono_like(micros)
     )
@@ -97,9 +123,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 fn body(conn: usize, seq: u64, batch: usize) -> String {
     if batch == 1 {
-        return event(conn, seq, 0);
+        return event(conn, seq, 0, 1);
     }
-    let items: Vec<String> = (0..batch).map(|i| event(conn, seq, i)).collect();
+    let items: Vec<String> = (0..batch).map(|i| event(conn, seq, i, batch)).collect();
     format!("[{}]", items.join(","))
 }
 
@@ -134,7 +160,7 @@ async fn connection(
             .header("host", &args.addr)
             .header("content-type", "application/json")
             .header("x-eye-key", &args.key)
-            .body(Full::new(Bytes::from(body(conn, seq * 1000 + conn as u64, args.batch))))?;
+            .body(Full::new(Bytes::from(body(conn, seq, args.batch))))?;
         let start = Instant::now();
         let response = sender.send_request(req).await?;
         let status = response.status();
@@ -166,6 +192,9 @@ async fn queue_depth(addr: &str) -> anyhow::Result<u64> {
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     RANDOM_IDS.store(args.random_ids, Ordering::Relaxed);
+    if args.sessions > 0 {
+        SESSIONS_A_CONNECTION.store(args.sessions.div_ceil(args.connections as u64), Ordering::Relaxed);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let totals = Arc::new(Totals {
         accepted_events: AtomicU64::new(0),

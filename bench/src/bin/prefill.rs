@@ -4,7 +4,8 @@
 //! do, and times spread over the last `--days` days (30 unless told); they go
 //! in through `Store::write` in batches of 5,000, as the workers write. The
 //! store's duplicate check is unique within a UTC day, so what a big store
-//! costs the writer follows its events *a day*: `--days` sets that.
+//! costs the writer follows its events *a day*: `--days` sets that. Sessions
+//! have random ids, as the tracker's, and 10 events each.
 //!
 //! `cargo run --release -p the-eye-bench --bin prefill -- --data-dir DIR --events 10000000`
 //! `cargo run --release -p the-eye-bench --bin prefill -- --data-dir DIR --events 50000000 --days 150`
@@ -48,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
             let path = format!("/p/{}", n % 10_000);
             batch.events.push(the_eye_bench::pageview(
                 uuid::Uuid::new_v4(),
-                format!("prefill-{}", n % 100_000),
+                the_eye_bench::session_id(n as u64 / 10),
                 path,
                 at,
             ));
