@@ -108,9 +108,10 @@ macro_rules! impl_admin_reads {
 }
 
 /// `erase_in`, the transaction behind `Lifecycle::erase_session`, for a
-/// backend from its write pool.
+/// backend from its write pool and its dialect of "the events of session
+/// `$1`" after a `WHERE`.
 macro_rules! impl_erase {
-    ($store:ty, write: $w:ident) => {
+    ($store:ty, write: $w:ident, events_of_session: $events:expr) => {
         impl $store {
             /// Deletes a session's events and event errors in one transaction.
             pub(super) async fn erase_in(&self, session_id: &str) -> Result<$crate::store::Erased, StoreError> {
@@ -118,11 +119,11 @@ macro_rules! impl_erase {
                 let mut tx = self.$w.begin().await.map_err(classify)?;
                 let mut erased = $crate::store::Erased::default();
                 for (sql, out) in [
-                    ("DELETE FROM events WHERE session_id = $1", &mut erased.events),
-                    ("DELETE FROM event_errors WHERE session_id = $1", &mut erased.errors),
+                    (format!("DELETE FROM events WHERE {}", $events), &mut erased.events),
+                    ("DELETE FROM event_errors WHERE session_id = $1".to_owned(), &mut erased.errors),
                 ] {
                     *out =
-                        sqlx::query(sql).bind(&session_id).execute(&mut *tx).await.map_err(classify)?.rows_affected();
+                        sqlx::query(&sql).bind(&session_id).execute(&mut *tx).await.map_err(classify)?.rows_affected();
                 }
                 tx.commit().await.map_err(classify)?;
                 Ok(erased)

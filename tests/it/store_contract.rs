@@ -463,6 +463,42 @@ pub async fn erasing_a_session_removes_its_rows_and_counts(h: &impl Harness) {
     assert_eq!(counts(&store, StatsKind::Errors, StatsGroup::None, epoch(), 86_400).await, [(0, String::new(), 1)]);
 }
 
+/// A session whose events fall on several days (a visit over midnight, a tab
+/// kept open): read in order both ways page by page, counted, summarised and
+/// erased whole. SQLite finds a session through an index keyed by the day
+/// first (migration 0012), so this is where a day could go missing.
+pub async fn a_session_over_several_days_is_read_counted_and_erased_whole(h: &impl Harness) {
+    let store = h.open().await;
+    let seconds = [10, 20, 86_399, 86_400, 2 * 86_400 + 5];
+    let mut events: Vec<NewEvent> = seconds.iter().map(|s| event("night", *s)).collect();
+    events.extend([event("other", 15), event("other", 86_401)]);
+    store.write(&WriteBatch { events, errors: vec![error_in("night", "schema", epoch())] }).await.unwrap();
+    let night = || EventQuery { session_id: Some("night".into()), limit: 2, ..Default::default() };
+    for order in [Order::Desc, Order::Asc] {
+        let mut q = EventQuery { order, ..night() };
+        let mut seen = Vec::new();
+        loop {
+            let page = store.events(&q).await.unwrap();
+            seen.extend(page.items.iter().map(|e| (e.timestamp.micros() - epoch().timestamp_micros()) / 1_000_000));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        let mut expected = seconds.to_vec();
+        if order == Order::Desc {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "{order:?}");
+    }
+    assert_eq!(store.count_events(&night(), 100).await.unwrap(), 5);
+    let summary = store.sessions(&EventQuery { limit: 10, ..night() }).await.unwrap();
+    assert_eq!(summary.iter().map(|s| (s.session_id.as_str(), s.events)).collect::<Vec<_>>(), [("night", 5)]);
+    assert_eq!(store.erase_session("night").await.unwrap(), Erased { events: 5, errors: 1 });
+    let left = store.events(&query(10)).await.unwrap().items;
+    assert_eq!(left.iter().map(|e| e.session_id.as_str()).collect::<Vec<_>>(), ["other", "other"]);
+}
+
 pub async fn a_rebuild_recounts_what_is_stored(h: &impl Harness) {
     let store = h.open().await;
     // Two days apart: two of the rebuild's one-day steps.
@@ -784,6 +820,12 @@ macro_rules! store_contract {
                     h.cleanup().await;
                 }
                 #[tokio::test]
+                async fn a_session_over_several_days_is_read_counted_and_erased_whole() {
+                    let Some(h) = $harness.await else { return };
+                    super::super::a_session_over_several_days_is_read_counted_and_erased_whole(&h).await;
+                    h.cleanup().await;
+                }
+                #[tokio::test]
                 async fn a_rebuild_recounts_what_is_stored() {
                     let Some(h) = $harness.await else { return };
                     super::super::a_rebuild_recounts_what_is_stored(&h).await;
@@ -980,6 +1022,60 @@ async fn sqlite_migrates_a_store_to_the_day_keyed_dedupe() {
     assert_eq!(store.event(e.event.event_id).await.unwrap().map(|s| s.session_id), Some("old".into()));
     store.write(&WriteBatch { events: vec![e.clone()], errors: vec![] }).await.unwrap();
     assert_eq!(store.events(&query(10)).await.unwrap().items.len(), 1, "still deduplicated");
+}
+
+/// A store made before the day-keyed session index: migrating swaps the
+/// index and keeps every row, and a session's page is then read from the new
+/// index in order, one seek a day, with no sort (the query's shape as
+/// `SESSION_ON_ANY_DAY` in src/store/sqlite/events.rs writes it).
+#[tokio::test]
+async fn sqlite_migrates_to_the_day_keyed_session_index_and_reads_a_session_without_a_sort() {
+    let h = SqliteHarness::new().await.unwrap();
+    let url = format!("sqlite://{}", h.0.path().join("the-eye.db").display());
+    let store = h.open().await;
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "DROP INDEX events_day_session",
+        "CREATE INDEX events_session ON events (session_id, occurred_at)",
+        "DELETE FROM _sqlx_migrations WHERE version = 12",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+    let events: Vec<NewEvent> = [5, 86_400 * 3].iter().map(|s| event("old", *s)).collect();
+    store.write(&WriteBatch { events, errors: vec![] }).await.unwrap();
+
+    assert_eq!(store.migrate().await.unwrap(), ["12 daily session index"]);
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND name LIKE '%session'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(names, ["events_day_session"]);
+    let plan: Vec<String> = sqlx::query(
+        "EXPLAIN QUERY PLAN WITH RECURSIVE days(d) AS (SELECT (SELECT occurred_at / 86400000000 FROM events \
+         ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT occurred_at / 86400000000 FROM events \
+         WHERE occurred_at / 86400000000 > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL) \
+         SELECT id FROM events WHERE 1 = 1 AND occurred_at / 86400000000 IN (SELECT d FROM days) \
+         AND session_id = ? AND (occurred_at, id) < (?, ?) \
+         ORDER BY occurred_at / 86400000000 DESC, occurred_at DESC, id DESC LIMIT 51",
+    )
+    .bind("old")
+    .bind(i64::MAX)
+    .bind(i64::MAX)
+    .fetch_all(&mut db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>("detail"))
+    .collect();
+    assert!(
+        plan.iter().any(|d| d.contains("USING COVERING INDEX events_day_session (<expr>=? AND session_id=?")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
+    let q = EventQuery { session_id: Some("old".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.events(&q).await.unwrap().items.len(), 2, "both days' rows");
 }
 
 #[tokio::test]

@@ -19,17 +19,32 @@ fn day_of(micros: i64) -> i64 {
     micros / 86_400_000_000
 }
 
-/// The days that have events, for [`ON_ANY_DAY`]: a skip scan of the index,
-/// one seek a day.
-pub(super) const DAYS: &str = concat!(
-    "WITH RECURSIVE days(d) AS (SELECT (SELECT ",
-    day!(),
-    " FROM events ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT ",
-    day!(),
-    " FROM events WHERE ",
-    day!(),
-    " > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL)"
-);
+/// The common table expression `days(d)`: the days that have events, by a
+/// skip scan of an index keyed by the day (either of migrations 0011 and
+/// 0012), one seek a day.
+macro_rules! days {
+    () => {
+        concat!(
+            "WITH RECURSIVE days(d) AS (SELECT (SELECT ",
+            day!(),
+            " FROM events ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT ",
+            day!(),
+            " FROM events WHERE ",
+            day!(),
+            " > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL)"
+        )
+    };
+}
+
+/// [`days!`], to open a statement that uses [`ON_ANY_DAY`].
+pub(super) const DAYS: &str = days!();
+
+/// The rows of one session (the parameter bound after it) on whichever day
+/// they happened, as a filter after a `WHERE`: the session index is keyed by
+/// day first (migration 0012), so this seeks once a day stored. A listing
+/// ordered by [`day!`] before `occurred_at` reads them from that index in
+/// order, with no sort.
+pub(super) const SESSION_ON_ANY_DAY: &str = concat!(day!(), " IN (", days!(), " SELECT d FROM days) AND session_id = ");
 
 /// The rows with one `event_id` (the one parameter) on whichever day they
 /// happened, after [`DAYS`]. The index is keyed by day first, so this seeks
@@ -223,7 +238,11 @@ impl EventReader for SqliteStore {
                 .push_bind(c.row_id)
                 .push(")");
         }
-        qb.push(format!(" ORDER BY occurred_at {dir}, id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
+        // One session's rows come from the index keyed by day first: ordered
+        // by the day as well (the same order, as the day never falls while
+        // the time rises), they need no sort.
+        let day_first = if q.session_id.is_some() { format!("{} {dir}, ", day!()) } else { String::new() };
+        qb.push(format!(" ORDER BY {day_first}occurred_at {dir}, id {dir} LIMIT ")).push_bind(q.limit as i64 + 1);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(classify)?;
         let items = rows.iter().map(Self::event_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, q.limit, |e| EventCursor {
@@ -326,7 +345,7 @@ impl EventReader for SqliteStore {
 /// The filters of an event listing, appended to a query whose `WHERE` is open.
 fn push_event_filters(qb: &mut QueryBuilder<'_, Sqlite>, q: &EventQuery) {
     if let Some(v) = &q.session_id {
-        qb.push(" AND session_id = ").push_bind(v.clone());
+        qb.push(" AND ").push(SESSION_ON_ANY_DAY).push_bind(v.clone());
     }
     if let Some(v) = &q.category {
         qb.push(" AND category = ").push_bind(v.clone());
