@@ -8,7 +8,8 @@
 #
 #   PREFILL_DIR=bench/.prefill-10000000 bench/once.sh BIN stored   # on a copy of a prefilled store
 #   RATE=12000 bench/once.sh BIN stored        # paced at 12,000 requests/s in all (the ack latency at a load)
-#   SESSIONS=100000 bench/once.sh BIN stored   # 100,000 visitors' sessions at once with random ids, not one a connection
+#   SESSIONS=0 bench/once.sh BIN stored        # one fixed session a connection, not 100,000 visitors' sessions
+#                                              # at once with random ids (the load generator's default)
 #
 # Prints the rate, ack p50 and p99 (µs) and the server's peak RSS. Random
 # (UUIDv4) event ids, rate limits off, a fresh data dir. Build first:

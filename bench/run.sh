@@ -12,7 +12,12 @@
 #   SCALED=no bench/run.sh           # without the scaled deployment's batched row, which an
 #                                    # embedded run adds when PostgreSQL and redis-server are here
 #
-# Events carry random (UUIDv4) ids, as clients that make their own send.
+#   SESSIONS=0 bench/run.sh          # one fixed session a connection, as every run before the
+#                                    # twenty-first session (docs/benchmarks.md)
+#
+# Events carry random (UUIDv4) ids, as clients that make their own send, and
+# belong to 100,000 visitors' sessions live at once with random ids, as the
+# tracker makes them (the load generator's default; SESSIONS=N for another number).
 # Prints, from one run on one machine: the disk's fsync time, the HTTP ceiling (a bare axum server
 # answering 202), the durable floor (the same server fsyncing each body, in a group, before its 202:
 # to a plain file and to The Eye's spool), ingest and spool alone (no workers), The Eye's end-to-end
@@ -146,7 +151,7 @@ run_eye() { # $1 label, $2 batch, $3 connections, $4 rate (0 = flat out), $5 wor
     local out cpu_before cpu_after
     # shellcheck disable=SC2086
     cpu_before=$(cpu_ticks $PIDS)
-    out=$($LOADGEN --addr "$ADDR" --key "$KEY" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" $drain --random-ids --json)
+    out=$($LOADGEN --addr "$ADDR" --key "$KEY" --connections "$3" --seconds "$SECS" --batch "$2" --rate "$4" $drain --random-ids ${SESSIONS:+--sessions "$SESSIONS"} --json)
     # shellcheck disable=SC2086
     cpu_after=$(cpu_ticks $PIDS)
     local commits=

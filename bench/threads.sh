@@ -8,6 +8,7 @@
 #   BATCH=100 CONNECTIONS=16 bench/threads.sh
 #   WORKERS=0 bench/threads.sh         # ingest and spool alone (per event accepted)
 #   PREFILL_DIR=bench/.prefill-10000000 bench/threads.sh   # on a copy of a prefilled store
+#   SESSIONS=0 bench/threads.sh        # one fixed session a connection (the load generator's default: 100,000)
 #
 # Build first: cargo build --release --workspace.
 set -euo pipefail
@@ -27,7 +28,7 @@ env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${WOR
 pid=$!
 wait_for_port
 out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "${CONNECTIONS:-64}" --seconds 8 \
-    --batch "${BATCH:-1}" --random-ids $drain --json)
+    --batch "${BATCH:-1}" --random-ids ${SESSIONS:+--sessions "$SESSIONS"} $drain --json)
 events=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['events_accepted'])" "$out")
 # Thread names without their number (eye-store-r1 and eye-store-r3 are one kind);
 # utime + stime from /proc/PID/task/TID/stat, in clock ticks (100 a second).
