@@ -980,44 +980,56 @@ async fn sqlite_dedupes_an_event_id_within_its_day() {
     assert!(!store.delete_event(first.event.event_id).await.unwrap());
 }
 
-/// A store made before the day-keyed dedupe: migrating swaps the index,
-/// keeps every row, and the look-up by id then uses the new index.
-#[tokio::test]
-async fn sqlite_migrates_a_store_to_the_day_keyed_dedupe() {
+/// A migrated SQLite store taken back to the schema before migration
+/// `version` by `undo`, with a connection of its own to inspect it.
+async fn sqlite_before(version: i64, undo: &[&str]) -> (SqliteHarness, Arc<dyn Store>, sqlx::SqliteConnection) {
     let h = SqliteHarness::new().await.unwrap();
     let url = format!("sqlite://{}", h.0.path().join("the-eye.db").display());
     let store = h.open().await;
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    // Back to the schema before migration 0011, with an event in it.
-    for sql in [
-        "DROP INDEX events_day_event_id",
-        "CREATE UNIQUE INDEX events_event_id ON events (event_id)",
-        "DELETE FROM _sqlx_migrations WHERE version = 11",
-    ] {
+    for sql in undo {
         sqlx::query(sql).execute(&mut db).await.unwrap();
     }
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?").bind(version).execute(&mut db).await.unwrap();
+    (h, store, db)
+}
+
+/// The names of the events table's indexes whose names end in `suffix`.
+async fn sqlite_indexes(db: &mut sqlx::SqliteConnection, suffix: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND name LIKE ?")
+        .bind(format!("%{suffix}"))
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+/// The lines of SQLite's query plan for `query` (an `EXPLAIN QUERY PLAN`).
+async fn sqlite_plan<'q>(
+    db: &mut sqlx::SqliteConnection,
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+) -> Vec<String> {
+    query.fetch_all(db).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect()
+}
+
+/// A store made before the day-keyed dedupe: migrating swaps the index,
+/// keeps every row, and the look-up by id then uses the new index.
+#[tokio::test]
+async fn sqlite_migrates_a_store_to_the_day_keyed_dedupe() {
+    let (_h, store, mut db) = sqlite_before(
+        11,
+        &["DROP INDEX events_day_event_id", "CREATE UNIQUE INDEX events_event_id ON events (event_id)"],
+    )
+    .await;
     let e = event("old", 1);
     store.write(&WriteBatch { events: vec![e.clone()], errors: vec![] }).await.unwrap();
 
     assert_eq!(store.migrate().await.unwrap(), ["11 daily dedupe"]);
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND name LIKE '%event_id'",
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
-    assert_eq!(names, ["events_day_event_id"]);
-    let plan: Vec<String> = sqlx::query(&format!(
+    assert_eq!(sqlite_indexes(&mut db, "event_id").await, ["events_day_event_id"]);
+    let sql = format!(
         "EXPLAIN QUERY PLAN SELECT id FROM events WHERE occurred_at / 86400000000 = {} AND event_id = ?",
         e.event.timestamp.micros() / 86_400_000_000
-    ))
-    .bind(e.event.event_id.as_bytes().to_vec())
-    .fetch_all(&mut db)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get::<String, _>("detail"))
-    .collect();
+    );
+    let plan = sqlite_plan(&mut db, sqlx::query(&sql).bind(e.event.event_id.as_bytes().to_vec())).await;
     assert!(plan.iter().any(|d| d.contains("events_day_event_id")), "{plan:?}");
     assert_eq!(store.event(e.event.event_id).await.unwrap().map(|s| s.session_id), Some("old".into()));
     store.write(&WriteBatch { events: vec![e.clone()], errors: vec![] }).await.unwrap();
@@ -1030,29 +1042,17 @@ async fn sqlite_migrates_a_store_to_the_day_keyed_dedupe() {
 /// `SESSION_ON_ANY_DAY` in src/store/sqlite/events.rs writes it).
 #[tokio::test]
 async fn sqlite_migrates_to_the_day_keyed_session_index_and_reads_a_session_without_a_sort() {
-    let h = SqliteHarness::new().await.unwrap();
-    let url = format!("sqlite://{}", h.0.path().join("the-eye.db").display());
-    let store = h.open().await;
-    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    for sql in [
-        "DROP INDEX events_day_session",
-        "CREATE INDEX events_session ON events (session_id, occurred_at)",
-        "DELETE FROM _sqlx_migrations WHERE version = 12",
-    ] {
-        sqlx::query(sql).execute(&mut db).await.unwrap();
-    }
+    let (_h, store, mut db) = sqlite_before(
+        12,
+        &["DROP INDEX events_day_session", "CREATE INDEX events_session ON events (session_id, occurred_at)"],
+    )
+    .await;
     let events: Vec<NewEvent> = [5, 86_400 * 3].iter().map(|s| event("old", *s)).collect();
     store.write(&WriteBatch { events, errors: vec![] }).await.unwrap();
 
     assert_eq!(store.migrate().await.unwrap(), ["12 daily session index"]);
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND name LIKE '%session'",
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
-    assert_eq!(names, ["events_day_session"]);
-    let plan: Vec<String> = sqlx::query(
+    assert_eq!(sqlite_indexes(&mut db, "session").await, ["events_day_session"]);
+    let page = sqlx::query(
         "EXPLAIN QUERY PLAN WITH RECURSIVE days(d) AS (SELECT (SELECT occurred_at / 86400000000 FROM events \
          ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT occurred_at / 86400000000 FROM events \
          WHERE occurred_at / 86400000000 > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL) \
@@ -1062,13 +1062,8 @@ async fn sqlite_migrates_to_the_day_keyed_session_index_and_reads_a_session_with
     )
     .bind("old")
     .bind(i64::MAX)
-    .bind(i64::MAX)
-    .fetch_all(&mut db)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get::<String, _>("detail"))
-    .collect();
+    .bind(i64::MAX);
+    let plan = sqlite_plan(&mut db, page).await;
     assert!(
         plan.iter().any(|d| d.contains("USING COVERING INDEX events_day_session (<expr>=? AND session_id=?")),
         "{plan:?}"
