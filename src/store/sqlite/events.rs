@@ -19,37 +19,36 @@ fn day_of(micros: i64) -> i64 {
     micros / 86_400_000_000
 }
 
-/// The common table expression `days(d)`: the days that have events, by a
-/// skip scan of an index keyed by the day (either of migrations 0011 and
-/// 0012), one seek a day.
-macro_rules! days {
-    () => {
+/// The rows with one value of `$column` (the parameter bound after it) on
+/// whichever day they happened, as a filter after a `WHERE`. Both columns
+/// that take random client values have an index keyed by the day first
+/// (`event_id`: migration 0011; `session_id`: 0012), so this seeks once a day
+/// stored instead of scanning the table: the days themselves come from a
+/// skip scan of such an index, one seek a day.
+macro_rules! on_any_day {
+    ($column:literal) => {
         concat!(
-            "WITH RECURSIVE days(d) AS (SELECT (SELECT ",
+            day!(),
+            " IN (WITH RECURSIVE days(d) AS (SELECT (SELECT ",
             day!(),
             " FROM events ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT ",
             day!(),
             " FROM events WHERE ",
             day!(),
-            " > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL)"
+            " > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL) SELECT d FROM days) AND ",
+            $column,
+            " = "
         )
     };
 }
 
-/// [`days!`], to open a statement that uses [`ON_ANY_DAY`].
-pub(super) const DAYS: &str = days!();
+/// The rows with one `event_id`, on whichever day: see [`on_any_day!`].
+pub(super) const ID_ON_ANY_DAY: &str = on_any_day!("event_id");
 
-/// The rows of one session (the parameter bound after it) on whichever day
-/// they happened, as a filter after a `WHERE`: the session index is keyed by
-/// day first (migration 0012), so this seeks once a day stored. A listing
-/// ordered by [`day!`] before `occurred_at` reads them from that index in
+/// The rows of one session, on whichever day: see [`on_any_day!`]. A listing
+/// ordered by [`day!`] before `occurred_at` reads them from the index in
 /// order, with no sort.
-pub(super) const SESSION_ON_ANY_DAY: &str = concat!(day!(), " IN (", days!(), " SELECT d FROM days) AND session_id = ");
-
-/// The rows with one `event_id` (the one parameter) on whichever day they
-/// happened, after [`DAYS`]. The index is keyed by day first, so this seeks
-/// once a day stored instead of scanning the table.
-pub(super) const ON_ANY_DAY: &str = concat!(day!(), " IN (SELECT d FROM days) AND event_id = ?");
+pub(super) const SESSION_ON_ANY_DAY: &str = on_any_day!("session_id");
 
 /// Inserts a batch inside a transaction of the caller's.
 ///
@@ -254,7 +253,7 @@ impl EventReader for SqliteStore {
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         // An id a client reused on other days is several events: the newest answers.
         let row = sqlx::query(&format!(
-            "{DAYS} SELECT {EVENT_COLUMNS} FROM events WHERE {ON_ANY_DAY} ORDER BY occurred_at DESC, id DESC LIMIT 1"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE {ID_ON_ANY_DAY}? ORDER BY occurred_at DESC, id DESC LIMIT 1"
         ))
         .bind(event_id.as_bytes().to_vec())
         .fetch_optional(&self.reader)
