@@ -1053,11 +1053,11 @@ async fn sqlite_migrates_to_the_day_keyed_session_index_and_reads_a_session_with
     assert_eq!(store.migrate().await.unwrap(), ["12 daily session index"]);
     assert_eq!(sqlite_indexes(&mut db, "session").await, ["events_day_session"]);
     let page = sqlx::query(
-        "EXPLAIN QUERY PLAN WITH RECURSIVE days(d) AS (SELECT (SELECT occurred_at / 86400000000 FROM events \
+        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE 1 = 1 AND occurred_at / 86400000000 IN \
+         (WITH RECURSIVE days(d) AS (SELECT (SELECT occurred_at / 86400000000 FROM events \
          ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT occurred_at / 86400000000 FROM events \
          WHERE occurred_at / 86400000000 > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL) \
-         SELECT id FROM events WHERE 1 = 1 AND occurred_at / 86400000000 IN (SELECT d FROM days) \
-         AND session_id = ? AND (occurred_at, id) < (?, ?) \
+         SELECT d FROM days) AND session_id = ? AND (occurred_at, id) < (?, ?) \
          ORDER BY occurred_at / 86400000000 DESC, occurred_at DESC, id DESC LIMIT 51",
     )
     .bind("old")
