@@ -19,9 +19,15 @@ app_key() { # BIN DIR [NAME]
 
 # Copies the store of a prefilled data dir ($1) into data dir $2, and waits
 # until the copy is on disk: else the kernel writes it back during the run,
-# and the server's fsyncs wait behind it.
+# and the server's fsyncs wait behind it. With FILL_TODAY=N, first tops the
+# copy's today (UTC) up to N events: the writer inserts into today's part of
+# the day-keyed indexes, which the clock alone would leave small early in
+# the day (or empty, in a store filled on an earlier day).
 copy_store() { # FROM TO
     cp "$1"/the-eye.db* "$2"/
+    if [ "${FILL_TODAY:-0}" != 0 ]; then
+        target/release/prefill --data-dir "$2" --fill-today "$FILL_TODAY" >/dev/null 2>&1
+    fi
     sync
 }
 

@@ -7,6 +7,8 @@
 #   bench/once.sh BIN stored   [BATCH] [CONNECTIONS] [SECONDS]   # end to end, until the queue is empty
 #
 #   PREFILL_DIR=bench/.prefill-10000000 bench/once.sh BIN stored   # on a copy of a prefilled store
+#   FILL_TODAY=333333 PREFILL_DIR=… bench/once.sh BIN stored   # its today first topped up to 333,333
+#                                              # events, as at the end of a day (the writer's worst hour)
 #   RATE=12000 bench/once.sh BIN stored        # paced at 12,000 requests/s in all (the ack latency at a load)
 #   SESSIONS=0 bench/once.sh BIN stored        # one fixed session a connection, not 100,000 visitors' sessions
 #                                              # at once with random ids (the load generator's default)

@@ -7,7 +7,10 @@
 #                                    # (PG_URL, default postgres://postgres@127.0.0.1:5432/test;
 #                                    #  a durable redis-server of its own is started)
 #   PREFILL=10000000 bench/run.sh    # also: single events on a store that holds 10M already
-#                                    # (filled once into bench/.prefill-10000000, kept for reruns)
+#                                    # (filled once into bench/.prefill-10000000, kept for reruns;
+#                                    #  each copy's today is first topped up to the prefill's events
+#                                    #  a day, N/30, as at the end of a day: FILL_TODAY=0 leaves it
+#                                    #  as the clock has it, FILL_TODAY=N sets another number)
 #   EYE_BIN=/tmp/the-eye-before bench/run.sh   # another build of the binary, for before/after
 #   SCALED=no bench/run.sh           # without the scaled deployment's batched row, which an
 #                                    # embedded run adds when PostgreSQL and redis-server are here
@@ -209,8 +212,11 @@ if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
         target/release/prefill --data-dir "$filled" --events "$PREFILL" >/dev/null
     fi
     copy=$(mktemp -d)
-    copy_store "$filled" "$copy"
-    run_eye "1 event per request, $PREFILL stored" 1 "$CONNS" 0 "" "$copy"
+    fill=${FILL_TODAY:-$((PREFILL / 30))}
+    FILL_TODAY=$fill copy_store "$filled" "$copy"
+    today="$fill of them today, as at the end of a day"
+    if [ "$fill" = 0 ]; then today="today's as the clock left them"; fi
+    run_eye "1 event per request, $PREFILL stored ($today)" 1 "$CONNS" 0 "" "$copy"
     rm -rf "$copy"
     python3 -c "print(f'rate with {$PREFILL} stored / rate on an empty store: {$LAST_RATE / $single:.2f}')"
 fi

@@ -8,6 +8,7 @@
 #   BATCH=100 CONNECTIONS=16 bench/threads.sh
 #   WORKERS=0 bench/threads.sh         # ingest and spool alone (per event accepted)
 #   PREFILL_DIR=bench/.prefill-10000000 bench/threads.sh   # on a copy of a prefilled store
+#   FILL_TODAY=333333 PREFILL_DIR=… bench/threads.sh        # its today topped up first (bench/common.sh)
 #   SESSIONS=0 bench/threads.sh        # one fixed session a connection (the load generator's default: 100,000)
 #
 # Build first: cargo build --release --workspace.
@@ -43,5 +44,10 @@ done | awk -v events="$events" -v counted="$counted" '
         printf "%-16s %2s          %6.2f CPU s  %5.1f µs an event %s (%d events)\n", "all", "", all / 100, all * 1e4 / events, counted, events
     }' | sort -k4 -nr
 python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(round(d['$rate']), 'events/s $counted')" "$out"
+# What the server read from and wrote to the disk (or the page cache, for
+# reads) an event: rchar counts every read(2) and pread(2), SQLite's page
+# reads included; write_bytes what went to the disk.
+awk -v events="$events" '/^rchar/ {r = $2} /^write_bytes/ {w = $2}
+    END {printf "read %.0f bytes, written %.0f bytes an event\n", r / events, w / events}' /proc/"$pid"/io
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 rm -rf "$dir"
