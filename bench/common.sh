@@ -26,7 +26,7 @@ app_key() { # BIN DIR [NAME]
 copy_store() { # FROM TO
     cp "$1"/the-eye.db* "$2"/
     if [ "${FILL_TODAY:-0}" != 0 ]; then
-        target/release/prefill --data-dir "$2" --fill-today "$FILL_TODAY" >/dev/null 2>&1
+        target/release/prefill --data-dir "$2" --fill-today "$FILL_TODAY" >/dev/null
     fi
     sync
 }

@@ -43,6 +43,7 @@ ADDR=127.0.0.1:8077
 LOADGEN=target/release/loadgen
 EYE=${EYE_BIN:-target/release/the-eye}
 PREFILL=${PREFILL:-0}
+PREFILL_DAYS=30   # the days a prefill spreads over, so PREFILL / PREFILL_DAYS events a day
 
 cargo build --release --workspace --quiet
 # One load generator is one client address: lift the per-address and
@@ -209,10 +210,10 @@ if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
     filled="bench/.prefill-$PREFILL"
     if [ ! -f "$filled/the-eye.db" ]; then
         echo "filling a store with $PREFILL events (once; kept in $filled)..."
-        target/release/prefill --data-dir "$filled" --events "$PREFILL" >/dev/null
+        target/release/prefill --data-dir "$filled" --events "$PREFILL" --days "$PREFILL_DAYS" >/dev/null
     fi
     copy=$(mktemp -d)
-    fill=${FILL_TODAY:-$((PREFILL / 30))}
+    fill=${FILL_TODAY:-$((PREFILL / PREFILL_DAYS))}
     FILL_TODAY=$fill copy_store "$filled" "$copy"
     today="$fill of them today, as at the end of a day"
     if [ "$fill" = 0 ]; then today="today's as the clock left them"; fi

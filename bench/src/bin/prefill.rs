@@ -59,12 +59,9 @@ async fn main() -> anyhow::Result<()> {
                 .bind(midnight.timestamp_micros())
                 .fetch_one(&mut conn)
                 .await?;
-            eprintln!("today holds {today} events; adding {}", want.saturating_sub(today as u64));
-            (
-                midnight + Duration::days(1) - Duration::milliseconds(1),
-                24 * 3600 * 1000,
-                want.saturating_sub(today as u64) as usize,
-            )
+            let adding = want.saturating_sub(today as u64);
+            eprintln!("today holds {today} events; adding {adding}");
+            (midnight + Duration::days(1) - Duration::milliseconds(1), 24 * 3600 * 1000, adding as usize)
         }
     };
     // A run's own sessions, so that a second run into the same store does
