@@ -465,11 +465,11 @@ pub async fn erasing_a_session_removes_its_rows_and_counts(h: &impl Harness) {
 
 /// A session whose events fall on several days (a visit over midnight, a tab
 /// kept open): read in order both ways page by page, counted, summarised and
-/// erased whole. SQLite finds a session through an index keyed by the day
-/// first (migration 0012), so this is where a day could go missing.
+/// erased whole. SQLite finds a session through an index keyed by the hour
+/// first (migration 0013), so this is where an hour could go missing.
 pub async fn a_session_over_several_days_is_read_counted_and_erased_whole(h: &impl Harness) {
     let store = h.open().await;
-    let seconds = [10, 20, 86_399, 86_400, 2 * 86_400 + 5];
+    let seconds = [10, 20, 3_599, 3_600, 86_399, 86_400, 2 * 86_400 + 5];
     let mut events: Vec<NewEvent> = seconds.iter().map(|s| event("night", *s)).collect();
     events.extend([event("other", 15), event("other", 86_401)]);
     store.write(&WriteBatch { events, errors: vec![error_in("night", "schema", epoch())] }).await.unwrap();
@@ -491,10 +491,10 @@ pub async fn a_session_over_several_days_is_read_counted_and_erased_whole(h: &im
         }
         assert_eq!(seen, expected, "{order:?}");
     }
-    assert_eq!(store.count_events(&night(), 100).await.unwrap(), 5);
+    assert_eq!(store.count_events(&night(), 100).await.unwrap(), 7);
     let summary = store.sessions(&EventQuery { limit: 10, ..night() }).await.unwrap();
-    assert_eq!(summary.iter().map(|s| (s.session_id.as_str(), s.events)).collect::<Vec<_>>(), [("night", 5)]);
-    assert_eq!(store.erase_session("night").await.unwrap(), Erased { events: 5, errors: 1 });
+    assert_eq!(summary.iter().map(|s| (s.session_id.as_str(), s.events)).collect::<Vec<_>>(), [("night", 7)]);
+    assert_eq!(store.erase_session("night").await.unwrap(), Erased { events: 7, errors: 1 });
     let left = store.events(&query(10)).await.unwrap().items;
     assert_eq!(left.iter().map(|e| e.session_id.as_str()).collect::<Vec<_>>(), ["other", "other"]);
 }
@@ -1036,41 +1036,44 @@ async fn sqlite_migrates_a_store_to_the_day_keyed_dedupe() {
     assert_eq!(store.events(&query(10)).await.unwrap().items.len(), 1, "still deduplicated");
 }
 
-/// A store made before the day-keyed session index: migrating swaps the
+/// A store made before the hour-keyed session index: migrating swaps the
 /// index and keeps every row, and a session's page is then read from the new
-/// index in order, one seek a day, with no sort (the query's shape as
-/// `SESSION_ON_ANY_DAY` in src/store/sqlite/events.rs writes it).
+/// index in order, one seek an hour, with no sort (the query's shape as
+/// `SESSION_ON_ANY_HOUR` in src/store/sqlite/events.rs writes it).
 #[tokio::test]
-async fn sqlite_migrates_to_the_day_keyed_session_index_and_reads_a_session_without_a_sort() {
+async fn sqlite_migrates_to_the_hour_keyed_session_index_and_reads_a_session_without_a_sort() {
     let (_h, store, mut db) = sqlite_before(
-        12,
-        &["DROP INDEX events_day_session", "CREATE INDEX events_session ON events (session_id, occurred_at)"],
+        13,
+        &[
+            "DROP INDEX events_hour_session",
+            "CREATE INDEX events_day_session ON events (occurred_at / 86400000000, session_id, occurred_at)",
+        ],
     )
     .await;
-    let events: Vec<NewEvent> = [5, 86_400 * 3].iter().map(|s| event("old", *s)).collect();
+    let events: Vec<NewEvent> = [5, 3_600 * 5 + 1, 86_400 * 3].iter().map(|s| event("old", *s)).collect();
     store.write(&WriteBatch { events, errors: vec![] }).await.unwrap();
 
-    assert_eq!(store.migrate().await.unwrap(), ["12 daily session index"]);
-    assert_eq!(sqlite_indexes(&mut db, "session").await, ["events_day_session"]);
+    assert_eq!(store.migrate().await.unwrap(), ["13 hourly session index"]);
+    assert_eq!(sqlite_indexes(&mut db, "session").await, ["events_hour_session"]);
     let page = sqlx::query(
-        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE 1 = 1 AND occurred_at / 86400000000 IN \
-         (WITH RECURSIVE days(d) AS (SELECT (SELECT occurred_at / 86400000000 FROM events \
-         ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT occurred_at / 86400000000 FROM events \
-         WHERE occurred_at / 86400000000 > d ORDER BY 1 LIMIT 1) FROM days WHERE d IS NOT NULL) \
-         SELECT d FROM days) AND session_id = ? AND (occurred_at, id) < (?, ?) \
-         ORDER BY occurred_at / 86400000000 DESC, occurred_at DESC, id DESC LIMIT 51",
+        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE 1 = 1 AND occurred_at / 3600000000 IN \
+         (WITH RECURSIVE periods(p) AS (SELECT (SELECT occurred_at / 3600000000 FROM events \
+         ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT occurred_at / 3600000000 FROM events \
+         WHERE occurred_at / 3600000000 > p ORDER BY 1 LIMIT 1) FROM periods WHERE p IS NOT NULL) \
+         SELECT p FROM periods) AND session_id = ? AND (occurred_at, id) < (?, ?) \
+         ORDER BY occurred_at / 3600000000 DESC, occurred_at DESC, id DESC LIMIT 51",
     )
     .bind("old")
     .bind(i64::MAX)
     .bind(i64::MAX);
     let plan = sqlite_plan(&mut db, page).await;
     assert!(
-        plan.iter().any(|d| d.contains("USING COVERING INDEX events_day_session (<expr>=? AND session_id=?")),
+        plan.iter().any(|d| d.contains("USING COVERING INDEX events_hour_session (<expr>=? AND session_id=?")),
         "{plan:?}"
     );
     assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{plan:?}");
     let q = EventQuery { session_id: Some("old".into()), limit: 10, ..Default::default() };
-    assert_eq!(store.events(&q).await.unwrap().items.len(), 2, "both days' rows");
+    assert_eq!(store.events(&q).await.unwrap().items.len(), 3, "every hour's rows");
 }
 
 #[tokio::test]

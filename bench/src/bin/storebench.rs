@@ -7,7 +7,11 @@
 //! - `--from DIR` copies a prefilled data dir's store first (`bench/.prefill-N`);
 //! - `--page-size N` creates a new store with that page size;
 //! - `--ids v7` sends time-ordered ids instead of random (UUIDv4) ones;
-//! - `--drop INDEX` drops an index after migrating, to see what it costs.
+//! - `--drop INDEX` drops an index after migrating, to see what it costs;
+//! - `--exec SQL` runs a statement after that (a candidate index, say);
+//! - `--sessions N` spreads the events over N visitors' sessions live at once
+//!   (random UUIDv4 ids, about 10 events each, as `loadgen --sessions`)
+//!   instead of 64 fixed ones (`bench-N`).
 //!
 //! `cargo run --release -p the-eye-bench --bin storebench -- --batches 300`
 
@@ -38,10 +42,19 @@ struct Args {
     /// Indexes to drop after migrating (experiments only).
     #[arg(long)]
     drop: Vec<String>,
+    /// Statements to run after migrating and dropping (experiments only).
+    #[arg(long)]
+    exec: Vec<String>,
+    /// Visitors' sessions live at once (0: 64 fixed ones, `bench-N`).
+    #[arg(long, default_value_t = 0)]
+    sessions: u64,
     /// Sorts each batch by event id before writing it (experiment).
     #[arg(long)]
     sorted: bool,
 }
+
+/// Events a session gets, on average, with `--sessions`.
+const SESSION_EVENTS: u64 = 10;
 
 /// User and system CPU time of this process so far, in seconds.
 fn cpu_seconds() -> f64 {
@@ -85,12 +98,26 @@ async fn main() -> anyhow::Result<()> {
     }
     let store = store::open(&url).await?;
     store.migrate().await?;
-    if !args.drop.is_empty() {
+    if !args.drop.is_empty() || !args.exec.is_empty() {
         let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await?;
         for index in &args.drop {
             sqlx::query(&format!("DROP INDEX {index}")).execute(&mut conn).await?;
         }
+        for sql in &args.exec {
+            let started = Instant::now();
+            sqlx::query(sql).execute(&mut conn).await?;
+            eprintln!("{sql}: {:.1} s", started.elapsed().as_secs_f64());
+        }
     }
+    let salt = uuid::Uuid::new_v4().as_u64_pair().0;
+    let session = |n: u64| {
+        if args.sessions == 0 {
+            return format!("bench-{}", n % 64);
+        }
+        let slot = the_eye_bench::mix(salt ^ n) % args.sessions;
+        let generation = n / (SESSION_EVENTS * args.sessions);
+        the_eye_bench::session_id(the_eye_bench::mix(salt ^ slot << 20) ^ generation)
+    };
     // Let the copy settle on disk, so that its write-back is not measured.
     std::process::Command::new("sync").status()?;
     let (cpu0, bytes0, start) = (cpu_seconds(), written_bytes(), Instant::now());
@@ -101,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
             let n = b * args.batch + i;
             let id = if args.ids == "v7" { uuid::Uuid::now_v7() } else { uuid::Uuid::new_v4() };
             let path = format!("/p/{}/{}", n % 64, n / 64);
-            batch.events.push(the_eye_bench::pageview(id, format!("bench-{}", n % 64), path, now));
+            batch.events.push(the_eye_bench::pageview(id, session(n as u64), path, now));
         }
         if args.sorted {
             batch.events.sort_by_key(|e| e.event.event_id);

@@ -263,4 +263,4 @@ impl Store for SqliteStore {
 
 impl_access!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
 impl_curation!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
-impl_erase!(SqliteStore, write: writer, events_of_session: format!("{}$1", events::SESSION_ON_ANY_DAY));
+impl_erase!(SqliteStore, write: writer, events_of_session: format!("{}$1", events::SESSION_ON_ANY_HOUR));
