@@ -9,9 +9,10 @@
 //! role runs against each backend.
 //! Writes are idempotent on `event_id`, which is what turns the queue's
 //! at-least-once delivery into exactly-once rows. SQLite scopes that to the
-//! UTC day of the event's timestamp (a redelivery or a retry is the same
-//! payload, so the same day): its unique index then stays as large as one
-//! day's events rather than the table (`sqlite::events`).
+//! UTC hour of the event's timestamp (a redelivery or a retry is the same
+//! payload, so the same hour): the part of its unique index live traffic
+//! writes then stays as large as one hour's events rather than the table
+//! (`sqlite::events`).
 
 #[macro_use]
 mod shared;
@@ -62,7 +63,7 @@ pub struct NewEventError {
 ///
 /// Every `event_id` ends as exactly one event *or* one event error. A second
 /// payload with a stored id is a duplicate and is skipped (on SQLite, a
-/// stored id on the same UTC day of the payload's timestamp), with one exception:
+/// stored id in the same UTC hour of the payload's timestamp), with one exception:
 /// a valid payload replaces an event error with its id (a client that fixed
 /// its payload and resent it with the same id, or a replay), as an admin's
 /// replay does. So an error never stands beside an event with its id.

@@ -35,9 +35,7 @@ fn migrate_says_what_it_applied() {
     let data = dir.path().to_str().unwrap();
     let first = stderr(&run(&["--data-dir", data, "migrate"], &[]));
     assert!(
-        first.contains("applied 13 migration(s)")
-            && first.contains("1 initial")
-            && first.contains("13 hourly session index"),
+        first.contains("applied 14 migration(s)") && first.contains("1 initial") && first.contains("14 hourly dedupe"),
         "{first}"
     );
     let second = stderr(&run(&["--data-dir", data, "migrate"], &[]));

@@ -943,40 +943,42 @@ impl Harness for PostgresHarness {
 
 store_contract!(postgres, PostgresHarness::new());
 
-/// SQLite deduplicates within the UTC day an event happened on (migration
-/// 0011, so that its unique index does not grow with the table): a retry is
-/// the same event, and an id a client reuses on another day is another
-/// event. Looking up, erasing one by id, and the one-outcome rule still find
-/// it on whichever day it lies.
+/// SQLite deduplicates within the UTC hour an event happened in (migration
+/// 0014, so that the part of its unique index live traffic writes stays
+/// small): a retry is the same event, and an id a client reuses in another
+/// hour is another event. Looking up, erasing one by id, and the one-outcome
+/// rule still find it in whichever hour it lies.
 #[tokio::test]
-async fn sqlite_dedupes_an_event_id_within_its_day() {
+async fn sqlite_dedupes_an_event_id_within_its_hour() {
     let h = SqliteHarness::new().await.unwrap();
     let store = h.open().await;
-    let first = event("day", 10);
-    let mut next_day = first.clone();
-    next_day.event.timestamp = Timestamp::from_micros(first.event.timestamp.micros() + 86_400_000_000).unwrap();
-    let mut same_day = first.clone();
-    same_day.event.session_id = "a retry that changed".into();
-    let batch = WriteBatch { events: vec![first.clone(), same_day, next_day.clone()], errors: vec![] };
+    // `epoch()` is a midnight, so seconds 10 and 3,599 are one hour.
+    let first = event("hour", 10);
+    let mut next_hour = first.clone();
+    next_hour.event.timestamp = Timestamp::from_micros(first.event.timestamp.micros() + 3_600_000_000).unwrap();
+    let mut same_hour = first.clone();
+    same_hour.event.session_id = "a retry that changed".into();
+    same_hour.event.timestamp = Timestamp::from_micros(first.event.timestamp.micros() + 3_589_000_000).unwrap();
+    let batch = WriteBatch { events: vec![first.clone(), same_hour, next_hour.clone()], errors: vec![] };
     store.write(&batch).await.unwrap();
     store.write(&batch).await.unwrap();
     let stored = store.events(&query(10)).await.unwrap().items;
-    assert_eq!(stored.len(), 2, "one a day");
-    assert_eq!(stored.iter().filter(|e| e.session_id == "day").count(), 2, "the first write of each day stands");
-    let found = store.event(first.event.event_id).await.unwrap().expect("found on any day");
-    assert_eq!(found.timestamp, next_day.event.timestamp, "the newest answers");
+    assert_eq!(stored.len(), 2, "one an hour");
+    assert_eq!(stored.iter().filter(|e| e.session_id == "hour").count(), 2, "the first write of each hour stands");
+    let found = store.event(first.event.event_id).await.unwrap().expect("found in any hour");
+    assert_eq!(found.timestamp, next_hour.event.timestamp, "the newest answers");
 
-    // An invalid payload of either day's event is a duplicate; one without a
+    // An invalid payload of either hour's event is a duplicate; one without a
     // readable time is no retry of a stored event, so it is an error.
     let mut undated = error();
     undated.event_id = first.event.event_id;
-    let errors = vec![error_for(&first), error_for(&next_day), undated.clone()];
+    let errors = vec![error_for(&first), error_for(&next_hour), undated.clone()];
     store.write(&WriteBatch { events: vec![], errors }).await.unwrap();
     let kept = store.errors(&ErrorQuery { limit: 10, ..Default::default() }).await.unwrap().items;
     assert_eq!(kept.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>(), [undated.raw.as_str()]);
 
     assert!(store.delete_event(first.event.event_id).await.unwrap());
-    assert!(store.event(first.event.event_id).await.unwrap().is_none(), "every day's row is gone");
+    assert!(store.event(first.event.event_id).await.unwrap().is_none(), "every hour's row is gone");
     assert!(!store.delete_event(first.event.event_id).await.unwrap());
 }
 
@@ -1011,26 +1013,29 @@ async fn sqlite_plan<'q>(
     query.fetch_all(db).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect()
 }
 
-/// A store made before the day-keyed dedupe: migrating swaps the index,
+/// A store made before the hour-keyed dedupe: migrating swaps the index,
 /// keeps every row, and the look-up by id then uses the new index.
 #[tokio::test]
-async fn sqlite_migrates_a_store_to_the_day_keyed_dedupe() {
+async fn sqlite_migrates_a_store_to_the_hour_keyed_dedupe() {
     let (_h, store, mut db) = sqlite_before(
-        11,
-        &["DROP INDEX events_day_event_id", "CREATE UNIQUE INDEX events_event_id ON events (event_id)"],
+        14,
+        &[
+            "DROP INDEX events_hour_event_id",
+            "CREATE UNIQUE INDEX events_day_event_id ON events (occurred_at / 86400000000, event_id)",
+        ],
     )
     .await;
     let e = event("old", 1);
     store.write(&WriteBatch { events: vec![e.clone()], errors: vec![] }).await.unwrap();
 
-    assert_eq!(store.migrate().await.unwrap(), ["11 daily dedupe"]);
-    assert_eq!(sqlite_indexes(&mut db, "event_id").await, ["events_day_event_id"]);
+    assert_eq!(store.migrate().await.unwrap(), ["14 hourly dedupe"]);
+    assert_eq!(sqlite_indexes(&mut db, "event_id").await, ["events_hour_event_id"]);
     let sql = format!(
-        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE occurred_at / 86400000000 = {} AND event_id = ?",
-        e.event.timestamp.micros() / 86_400_000_000
+        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE occurred_at / 3600000000 = {} AND event_id = ?",
+        e.event.timestamp.micros() / 3_600_000_000
     );
     let plan = sqlite_plan(&mut db, sqlx::query(&sql).bind(e.event.event_id.as_bytes().to_vec())).await;
-    assert!(plan.iter().any(|d| d.contains("events_day_event_id")), "{plan:?}");
+    assert!(plan.iter().any(|d| d.contains("events_hour_event_id")), "{plan:?}");
     assert_eq!(store.event(e.event.event_id).await.unwrap().map(|s| s.session_id), Some("old".into()));
     store.write(&WriteBatch { events: vec![e.clone()], errors: vec![] }).await.unwrap();
     assert_eq!(store.events(&query(10)).await.unwrap().items.len(), 1, "still deduplicated");

@@ -1,11 +1,11 @@
 //! What the admin panel deletes and replays; the rest of `Curation` is in `store::shared`.
 
-use super::events::{write_in, ID_ON_ANY_DAY};
+use super::events::{write_in, ID_ON_ANY_HOUR};
 use super::*;
 
 impl SqliteStore {
     pub(super) async fn delete_event_in(&self, event_id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query(&format!("DELETE FROM events WHERE {ID_ON_ANY_DAY}?"))
+        let done = sqlx::query(&format!("DELETE FROM events WHERE {ID_ON_ANY_HOUR}?"))
             .bind(event_id.as_bytes().to_vec())
             .execute(&self.writer)
             .await

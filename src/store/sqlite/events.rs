@@ -5,36 +5,28 @@ use crate::store::{timestamp_of, EventReader, EventSink, NewEventError};
 
 impl_admin_reads!(SqliteStore, db: sqlx::Sqlite, read: reader);
 
-/// The day an event happened on, as the unique index `events_day_event_id`
-/// keys it (migration 0011). A query uses that index only when it writes the
+/// The UTC hour an event happened in, as both indexes on client values key
+/// it first: the unique `events_hour_event_id` (migration 0014) and
+/// `events_hour_session` (0013). A query uses them only when it writes the
 /// same expression.
-macro_rules! day {
-    () => {
-        "occurred_at / 86400000000"
-    };
-}
-
-/// [`day!`] in Rust: both truncate toward zero.
-fn day_of(micros: i64) -> i64 {
-    micros / 86_400_000_000
-}
-
-/// The UTC hour an event happened in, as the session index
-/// `events_hour_session` keys it (migration 0013). A query uses that index
-/// only when it writes the same expression.
 macro_rules! hour {
     () => {
         "occurred_at / 3600000000"
     };
 }
 
+/// [`hour!`] in Rust: both truncate toward zero.
+fn hour_of(micros: i64) -> i64 {
+    micros / 3_600_000_000
+}
+
 /// The rows with one value of `$column` (the parameter bound after it) in
-/// whichever period `$period` ([`day!`] or [`hour!`], by name) they
-/// happened, as a filter after a `WHERE`. Both columns that take random
-/// client values have an index keyed by such a period first (`event_id`: the
-/// day, migration 0011; `session_id`: the hour, 0013), so this seeks once a
-/// period stored instead of scanning the table: the periods themselves come
-/// from a skip scan of such an index, one seek a period.
+/// whichever period `$period` (a macro's name: [`hour!`]) they happened,
+/// as a filter after a `WHERE`. Both columns that take random client values
+/// have an index keyed by that period first (`event_id`: migration 0014;
+/// `session_id`: 0013), so this seeks once a period stored instead of
+/// scanning the table: the periods themselves come from a skip scan of such
+/// an index, one seek a period.
 macro_rules! on_any {
     ($period:ident, $column:literal) => {
         concat!(
@@ -52,25 +44,26 @@ macro_rules! on_any {
     };
 }
 
-/// The rows with one `event_id`, on whichever day: see [`on_any!`].
-pub(super) const ID_ON_ANY_DAY: &str = on_any!(day, "event_id");
+/// The rows with one `event_id`, in whichever hour: see [`on_any!`] and
+/// [`SESSION_ON_ANY_HOUR`].
+pub(super) const ID_ON_ANY_HOUR: &str = on_any!(hour, "event_id");
 
 /// The rows of one session, in whichever hour: see [`on_any!`]. A listing
 /// ordered by [`hour!`] before `occurred_at` reads them from the index in
 /// order, with no sort. Keyed by the hour, not the day, the part of the index
 /// live traffic writes stays small enough for the writer's page cache
-/// (migration 0013); a look-up pays for it with a seek an hour stored, about
-/// 2,200 for 90 days (docs/benchmarks.md, twenty-third session).
+/// (migration 0013); a look-up pays for it with a seek an hour stored, 720
+/// for 30 days (docs/benchmarks.md, twenty-third session).
 pub(super) const SESSION_ON_ANY_HOUR: &str = on_any!(hour, "session_id");
 
 /// Inserts a batch inside a transaction of the caller's.
 ///
-/// An event is a duplicate of a stored one with its id on the same UTC day
-/// (the unique index of migration 0011): a retry or a redelivery carries the
-/// same timestamp. One `event_id` ends as exactly one event or one event
+/// An event is a duplicate of a stored one with its id in the same UTC hour
+/// (the unique index of migration 0014; the day from 0011 to 0013): a retry
+/// or a redelivery carries the same timestamp. One `event_id` ends as exactly one event or one event
 /// error, never both (see [`crate::store::WriteBatch`]): a valid payload
 /// replaces an error with its id, and an invalid payload whose id is already
-/// an event on its payload's day is a duplicate. SQLite has one writer, so
+/// an event in its payload's hour is a duplicate. SQLite has one writer, so
 /// checking inside the transaction is exact.
 pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), StoreError> {
     let created_at = now_micros();
@@ -136,7 +129,7 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
         return Ok(());
     }
     // In one batch the event wins, whatever the error's payload says of its
-    // time (below, only a stored event on the payload's own day counts).
+    // time (below, only a stored event in the payload's own hour counts).
     let in_batch: std::collections::HashSet<Uuid> = batch.events.iter().map(|e| e.event.event_id).collect();
     let errors: Vec<&NewEventError> = batch.errors.iter().filter(|e| !in_batch.contains(&e.event_id)).collect();
     if errors.is_empty() {
@@ -159,14 +152,14 @@ pub(super) async fn write_in(tx: &mut sqlx::SqliteConnection, batch: &WriteBatch
                 .push_bind(e.application.as_deref())
                 .push_bind(e.category())
                 .push_bind(e.session_id())
-                // A payload without a readable timestamp has no day, so no
+                // A payload without a readable timestamp has no hour, so no
                 // stored event is the same as it (a retry of a stored event
                 // would carry that event's timestamp).
-                .push_bind(timestamp_of(&e.raw).map(|t| day_of(t.micros())));
+                .push_bind(timestamp_of(&e.raw).map(|t| hour_of(t.micros())));
         });
         qb.push(concat!(
             ") WHERE NOT EXISTS (SELECT 1 FROM events WHERE ",
-            day!(),
+            hour!(),
             " = column9 AND events.event_id = column1)"
         ));
         qb.build().execute(&mut *tx).await.map_err(classify)?;
@@ -264,9 +257,9 @@ impl EventReader for SqliteStore {
     }
 
     async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        // An id a client reused on other days is several events: the newest answers.
+        // An id a client reused in other hours is several events: the newest answers.
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE {ID_ON_ANY_DAY}? ORDER BY occurred_at DESC, id DESC LIMIT 1"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE {ID_ON_ANY_HOUR}? ORDER BY occurred_at DESC, id DESC LIMIT 1"
         ))
         .bind(event_id.as_bytes().to_vec())
         .fetch_optional(&self.reader)

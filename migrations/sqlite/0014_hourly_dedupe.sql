@@ -1,0 +1,23 @@
+-- Check for duplicates by the event's UTC hour, not its day (migration 0011).
+--
+-- A retry or a redelivery is the same payload, so it carries the same
+-- timestamp, and the same hour as surely as the same day: every one is still
+-- caught. Only a client that reuses one id for events at different times gets
+-- more of them stored than before (two in different hours of one day).
+--
+-- Keyed by the day, the part of the unique index live traffic writes held
+-- every id of the day at random places: about 10 MB by the end of a
+-- 333,000-event day, beside the session index's part (keyed by the hour since
+-- migration 0013). Keyed by the hour, both parts stay in the store writer's
+-- 8 MB page cache, and a store of ten million events takes single events at
+-- 0.90-1.01 of an empty store's rate at the end of such a day, where day keys
+-- gave 0.71-0.78 (docs/benchmarks.md, twenty-third session).
+--
+-- A look-up by id seeks once an hour stored (src/store/sqlite/events.rs,
+-- `ID_ON_ANY_HOUR`) and must write the hour the same way as here
+-- (`occurred_at / 3600000000`, integer division). Building this index on an
+-- existing store reads the whole table once: about 25 s for ten million
+-- events. It cannot fail on stored rows: ids unique within a day are unique
+-- within its hours.
+CREATE UNIQUE INDEX events_hour_event_id ON events (occurred_at / 3600000000, event_id);
+DROP INDEX events_day_event_id;
