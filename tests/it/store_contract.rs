@@ -1062,10 +1062,10 @@ async fn sqlite_migrates_to_the_hour_keyed_session_index_and_reads_a_session_wit
     assert_eq!(sqlite_indexes(&mut db, "session").await, ["events_hour_session"]);
     let page = sqlx::query(
         "EXPLAIN QUERY PLAN SELECT id FROM events WHERE 1 = 1 AND occurred_at / 3600000000 IN \
-         (WITH RECURSIVE periods(p) AS (SELECT (SELECT occurred_at / 3600000000 FROM events \
+         (WITH RECURSIVE hours(h) AS (SELECT (SELECT occurred_at / 3600000000 FROM events \
          ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT occurred_at / 3600000000 FROM events \
-         WHERE occurred_at / 3600000000 > p ORDER BY 1 LIMIT 1) FROM periods WHERE p IS NOT NULL) \
-         SELECT p FROM periods) AND session_id = ? AND (occurred_at, id) < (?, ?) \
+         WHERE occurred_at / 3600000000 > h ORDER BY 1 LIMIT 1) FROM hours WHERE h IS NOT NULL) \
+         SELECT h FROM hours) AND session_id = ? AND (occurred_at, id) < (?, ?) \
          ORDER BY occurred_at / 3600000000 DESC, occurred_at DESC, id DESC LIMIT 51",
     )
     .bind("old")

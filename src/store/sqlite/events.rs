@@ -21,47 +21,46 @@ fn hour_of(micros: i64) -> i64 {
 }
 
 /// The rows with one value of `$column` (the parameter bound after it) in
-/// whichever period `$period` (a macro's name: [`hour!`]) they happened,
-/// as a filter after a `WHERE`. Both columns that take random client values
-/// have an index keyed by that period first (`event_id`: migration 0014;
-/// `session_id`: 0013), so this seeks once a period stored instead of
-/// scanning the table: the periods themselves come from a skip scan of such
-/// an index, one seek a period.
-macro_rules! on_any {
-    ($period:ident, $column:literal) => {
+/// whichever hour they happened, as a filter after a `WHERE`. Both columns
+/// that take random client values have an index keyed by the hour first
+/// (`event_id`: migration 0014; `session_id`: 0013), so this seeks once an
+/// hour stored instead of scanning the table: the hours themselves come from
+/// a skip scan of such an index, one seek an hour.
+macro_rules! on_any_hour {
+    ($column:literal) => {
         concat!(
-            $period!(),
-            " IN (WITH RECURSIVE periods(p) AS (SELECT (SELECT ",
-            $period!(),
+            hour!(),
+            " IN (WITH RECURSIVE hours(h) AS (SELECT (SELECT ",
+            hour!(),
             " FROM events ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT ",
-            $period!(),
+            hour!(),
             " FROM events WHERE ",
-            $period!(),
-            " > p ORDER BY 1 LIMIT 1) FROM periods WHERE p IS NOT NULL) SELECT p FROM periods) AND ",
+            hour!(),
+            " > h ORDER BY 1 LIMIT 1) FROM hours WHERE h IS NOT NULL) SELECT h FROM hours) AND ",
             $column,
             " = "
         )
     };
 }
 
-/// The rows with one `event_id`, in whichever hour: see [`on_any!`] and
-/// [`SESSION_ON_ANY_HOUR`].
-pub(super) const ID_ON_ANY_HOUR: &str = on_any!(hour, "event_id");
+/// The rows with one `event_id`, in whichever hour: see [`on_any_hour!`]
+/// and [`SESSION_ON_ANY_HOUR`].
+pub(super) const ID_ON_ANY_HOUR: &str = on_any_hour!("event_id");
 
-/// The rows of one session, in whichever hour: see [`on_any!`]. A listing
+/// The rows of one session, in whichever hour: see [`on_any_hour!`]. A listing
 /// ordered by [`hour!`] before `occurred_at` reads them from the index in
 /// order, with no sort. Keyed by the hour, not the day, the part of the index
 /// live traffic writes stays small enough for the writer's page cache
 /// (migration 0013); a look-up pays for it with a seek an hour stored, 720
 /// for 30 days (docs/benchmarks.md, twenty-third session).
-pub(super) const SESSION_ON_ANY_HOUR: &str = on_any!(hour, "session_id");
+pub(super) const SESSION_ON_ANY_HOUR: &str = on_any_hour!("session_id");
 
 /// Inserts a batch inside a transaction of the caller's.
 ///
 /// An event is a duplicate of a stored one with its id in the same UTC hour
 /// (the unique index of migration 0014; the day from 0011 to 0013): a retry
-/// or a redelivery carries the same timestamp. One `event_id` ends as exactly one event or one event
-/// error, never both (see [`crate::store::WriteBatch`]): a valid payload
+/// or a redelivery carries the same timestamp. One `event_id` ends as
+/// exactly one event or one event error, never both (see [`crate::store::WriteBatch`]): a valid payload
 /// replaces an error with its id, and an invalid payload whose id is already
 /// an event in its payload's hour is a duplicate. SQLite has one writer, so
 /// checking inside the transaction is exact.
