@@ -33,6 +33,20 @@ pub fn session_id(seed: u64) -> String {
     uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
+/// Events a visitor's session sends, on average, in [`visitor_session`].
+pub const SESSION_EVENTS: u64 = 10;
+
+/// The session of the `k`th event of one stream of events (a load
+/// generator's connection, a benchmark's run) spread over `live` visitors'
+/// sessions at once: each event goes to one of them at random, and every
+/// session is replaced by a new random id once the stream has sent
+/// [`SESSION_EVENTS`] events a session, so a session gets about that many.
+pub fn visitor_session(stream: u64, k: u64, live: u64) -> String {
+    let slot = mix(stream << 40 ^ k) % live;
+    let generation = k / (SESSION_EVENTS * live);
+    session_id(mix(stream << 32 ^ slot) ^ generation)
+}
+
 /// splitmix64's finaliser: a well-spread 64-bit hash of `x`.
 pub fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -49,5 +63,18 @@ mod tests {
         assert_eq!(a, super::session_id(7));
         assert_ne!(a, super::session_id(8));
         assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 4);
+    }
+
+    #[test]
+    fn a_stream_spreads_over_its_live_sessions_and_replaces_them() {
+        use std::collections::HashSet;
+        let ids: Vec<String> = (0..2_000).map(|k| super::visitor_session(3, k, 100)).collect();
+        // 100 live sessions, replaced after 1,000 events of the stream.
+        let first: HashSet<&String> = ids[..1_000].iter().collect();
+        let second: HashSet<&String> = ids[1_000..].iter().collect();
+        assert!(first.len() > 1 && first.len() <= 100, "{}", first.len());
+        assert!(second.len() > 1 && second.len() <= 100, "{}", second.len());
+        assert!(first.is_disjoint(&second), "the second generation has new ids");
+        assert_ne!(super::visitor_session(4, 0, 100), super::visitor_session(3, 0, 100), "streams differ");
     }
 }

@@ -54,9 +54,6 @@ struct Args {
     sessions: u64,
 }
 
-/// Events a session sends, on average, with `--sessions`.
-const SESSION_EVENTS: u64 = 10;
-
 /// Whether event ids are random (`--random-ids`), set once at start.
 static RANDOM_IDS: AtomicBool = AtomicBool::new(false);
 /// Sessions live at once on each connection (`--sessions` shared out), 0 for one fixed session.
@@ -75,11 +72,7 @@ fn session(conn: usize, k: u64) -> String {
     if pool == 0 {
         return format!("bench-{conn}");
     }
-    let slot = the_eye_bench::mix((conn as u64) << 40 ^ k) % pool;
-    // Every slot is refilled once the connection has sent SESSION_EVENTS
-    // events a slot, so a session sends about that many.
-    let generation = k / (SESSION_EVENTS * pool);
-    the_eye_bench::session_id(the_eye_bench::mix((conn as u64) << 32 ^ slot) ^ generation)
+    the_eye_bench::visitor_session(conn as u64, k, pool)
 }
 
 /// The `i`th event of the `seq`th request sent on connection `conn`.

@@ -53,9 +53,6 @@ struct Args {
     sorted: bool,
 }
 
-/// Events a session gets, on average, with `--sessions`.
-const SESSION_EVENTS: u64 = 10;
-
 /// User and system CPU time of this process so far, in seconds.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -114,9 +111,7 @@ async fn main() -> anyhow::Result<()> {
         if args.sessions == 0 {
             return format!("bench-{}", n % 64);
         }
-        let slot = the_eye_bench::mix(salt ^ n) % args.sessions;
-        let generation = n / (SESSION_EVENTS * args.sessions);
-        the_eye_bench::session_id(the_eye_bench::mix(salt ^ slot << 20) ^ generation)
+        the_eye_bench::visitor_session(salt, n, args.sessions)
     };
     // Let the copy settle on disk, so that its write-back is not measured.
     std::process::Command::new("sync").status()?;
