@@ -7,6 +7,7 @@ page, as the API and the admin read it, through the index keyed by the day
     sqlite3 /tmp/lk.db 'CREATE INDEX IF NOT EXISTS events_day_session ON events (occurred_at / 86400000000, session_id, occurred_at)'
     sqlite3 /tmp/lk.db 'CREATE INDEX IF NOT EXISTS events_hour_session ON events (occurred_at / 3600000000, session_id, occurred_at)'
     python3 bench/lookup.py /tmp/lk.db
+    python3 bench/lookup.py COPY.db hour    # only one index (a store made at 0013 or later has no day one)
 
 (Python's own sqlite3 module can run the two CREATE INDEX statements too.)
 Prints each shape's query plan and the median and largest time of 45
@@ -41,7 +42,8 @@ def main():
         if row:
             sessions.append(row[0])
     sessions += ["no-such-session"] * 5
-    for name, period in PERIODS:
+    wanted = sys.argv[2:] or [name for name, _ in PERIODS]
+    for name, period in (p for p in PERIODS if p[0] in wanted):
         sql = page(period)
         plan = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, ("x",))]
         print(name, plan[0])
