@@ -10,7 +10,9 @@
 #                                    # (filled once into bench/.prefill-10000000, kept for reruns;
 #                                    #  each copy's today is first topped up to the prefill's events
 #                                    #  a day, N/30, as at the end of a day: FILL_TODAY=0 leaves it
-#                                    #  as the clock has it, FILL_TODAY=N sets another number)
+#                                    #  as the clock has it, FILL_TODAY=N sets another number;
+#                                    #  measured in 3 rounds in turns with an empty store,
+#                                    #  FLAT_ROUNDS=N for another number)
 #   EYE_BIN=/tmp/the-eye-before bench/run.sh   # another build of the binary, for before/after
 #   SCALED=no bench/run.sh           # without the scaled deployment's batched row, which an
 #                                    # embedded run adds when PostgreSQL and redis-server are here
@@ -212,14 +214,29 @@ if [ "$PREFILL" != 0 ] && [ "$DEPLOYMENT" != scaled ]; then
         echo "filling a store with $PREFILL events (once; kept in $filled)..."
         target/release/prefill --data-dir "$filled" --events "$PREFILL" --days "$PREFILL_DAYS" >/dev/null
     fi
-    copy=$(mktemp -d)
     fill=${FILL_TODAY:-$((PREFILL / PREFILL_DAYS))}
-    FILL_TODAY=$fill copy_store "$filled" "$copy"
     today="$fill of them today, as at the end of a day"
     if [ "$fill" = 0 ]; then today="today's as the clock left them"; fi
-    run_eye "1 event per request, $PREFILL stored ($today)" 1 "$CONNS" 0 "" "$copy"
-    rm -rf "$copy"
-    python3 -c "print(f'rate with {$PREFILL} stored / rate on an empty store: {$LAST_RATE / $single:.2f}')"
+    # In turns with an empty store, round by round: two runs of the same
+    # store minutes apart differ by up to 30 % on these machines, so one
+    # pair says little (docs/benchmarks.md, twenty-fourth session).
+    empties=(); filleds=()
+    for round in $(seq "${FLAT_ROUNDS:-3}"); do
+        run_eye "1 event per request, empty (round $round)" 1 "$CONNS" 0
+        empties+=("$LAST_RATE")
+        copy=$(mktemp -d)
+        FILL_TODAY=$fill copy_store "$filled" "$copy"
+        run_eye "1 event per request, $PREFILL stored ($today, round $round)" 1 "$CONNS" 0 "" "$copy"
+        rm -rf "$copy"
+        filleds+=("$LAST_RATE")
+    done
+    python3 - "${empties[*]}" "${filleds[*]}" "$PREFILL" <<'PY'
+import sys
+empty, filled = ([float(x) for x in a.split()] for a in sys.argv[1:3])
+rounds = " ".join(f"{f / e:.2f}" for e, f in zip(empty, filled))
+print(f"rate with {sys.argv[3]} stored / rate on an empty store, round by round: {rounds};"
+      f" mean rates {sum(filled) / len(filled):.0f} / {sum(empty) / len(empty):.0f}: {sum(filled) / sum(empty):.2f}")
+PY
 fi
 # The scaled deployment's batched row too, so that one command measures every
 # row of issue 15's table (DEPLOYMENT=scaled runs all rows scaled instead).
