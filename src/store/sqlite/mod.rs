@@ -226,7 +226,17 @@ impl Store for SqliteStore {
             .fetch_all(&self.writer)
             .await
             .unwrap_or_default();
-        MIGRATOR.run(&self.writer).await.map_err(|e| StoreError::Setup(format!("migrating: {e}")))?;
+        // A migration that builds an index sorts the whole table. With the
+        // writer's `temp_store=memory` that sort stayed in memory: 4.7 GB of
+        // RSS for 50 million events (docs/benchmarks.md, twenty-fourth
+        // session). In files (SQLite's temporary directory, `SQLITE_TMPDIR`)
+        // it needs disk the size of the index instead, and the setting is
+        // put back for the writes that follow.
+        let mut conn = self.writer.acquire().await.map_err(classify)?;
+        sqlx::query("PRAGMA temp_store = FILE").execute(&mut *conn).await.map_err(classify)?;
+        let ran = MIGRATOR.run_direct(&mut *conn).await;
+        sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await.map_err(classify)?;
+        ran.map_err(|e| StoreError::Setup(format!("migrating: {e}")))?;
         Ok(crate::store::applied_now(&MIGRATOR, &done))
     }
 
@@ -264,3 +274,29 @@ impl Store for SqliteStore {
 impl_access!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
 impl_curation!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
 impl_erase!(SqliteStore, write: writer, events_of_session: format!("{}$1", events::SESSION_ON_ANY_HOUR));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store(store: &SqliteStore) -> i64 {
+        sqlx::query_scalar("PRAGMA temp_store").fetch_one(&store.writer).await.unwrap()
+    }
+
+    /// Migrations sort in files (`FILE`, 1), not in the memory the writer's
+    /// own statements keep their temporary data in (`MEMORY`, 2): the writer
+    /// is back at `MEMORY` after migrating, whether there was anything to
+    /// apply or not. (How much memory a migration saves is a benchmark:
+    /// docs/benchmarks.md, twenty-fourth session.)
+    #[tokio::test]
+    async fn migrating_leaves_the_writer_keeping_its_temporary_data_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}", dir.path().join("the-eye.db").display())).await.unwrap();
+        assert_eq!(temp_store(&store).await, 2);
+        assert!(!store.migrate().await.unwrap().is_empty());
+        assert_eq!(temp_store(&store).await, 2);
+        assert!(store.migrate().await.unwrap().is_empty());
+        assert_eq!(temp_store(&store).await, 2);
+    }
+}
