@@ -230,13 +230,16 @@ impl Store for SqliteStore {
         // writer's `temp_store=memory` that sort stayed in memory: 4.7 GB of
         // RSS for 50 million events (docs/benchmarks.md, twenty-fourth
         // session). In files (SQLite's temporary directory, `SQLITE_TMPDIR`)
-        // it needs disk the size of the index instead, and the setting is
-        // put back for the writes that follow.
+        // it needs disk the size of the index instead, and the writer's own
+        // setting is put back for the writes that follow. A failed migration
+        // says so before a failed restore does.
         let mut conn = self.writer.acquire().await.map_err(classify)?;
+        let kept: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *conn).await.map_err(classify)?;
         sqlx::query("PRAGMA temp_store = FILE").execute(&mut *conn).await.map_err(classify)?;
         let ran = MIGRATOR.run_direct(&mut *conn).await;
-        sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await.map_err(classify)?;
+        let restored = sqlx::query(&format!("PRAGMA temp_store = {kept}")).execute(&mut *conn).await;
         ran.map_err(|e| StoreError::Setup(format!("migrating: {e}")))?;
+        restored.map_err(classify)?;
         Ok(crate::store::applied_now(&MIGRATOR, &done))
     }
 
