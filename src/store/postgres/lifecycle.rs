@@ -119,7 +119,17 @@ impl Lifecycle for PostgresStore {
     }
 
     async fn erase_session(&self, session_id: &str) -> Result<Erased, StoreError> {
-        self.erase_in(session_id).await
+        let session_id = text(session_id);
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut erased = Erased::default();
+        for (sql, out) in [
+            ("DELETE FROM events WHERE session_id = $1", &mut erased.events),
+            ("DELETE FROM event_errors WHERE session_id = $1", &mut erased.errors),
+        ] {
+            *out = sqlx::query(sql).bind(&session_id).execute(&mut *tx).await.map_err(classify)?.rows_affected();
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(erased)
     }
 
     async fn rebuild_rollups(&self, progress: Progress<'_>) -> Result<u64, StoreError> {

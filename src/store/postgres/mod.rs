@@ -150,4 +150,3 @@ impl Store for PostgresStore {
 
 impl_access!(PostgresStore, write: pool, read: pool, json_in: "::jsonb", json_out: "::text");
 impl_curation!(PostgresStore, write: pool, read: pool, json_in: "::jsonb", json_out: "::text");
-impl_erase!(PostgresStore, write: pool, events_of_session: "session_id = $1");

@@ -1,16 +1,16 @@
 //! What the admin panel deletes and replays; the rest of `Curation` is in `store::shared`.
 
-use super::events::{write_in, ID_ON_ANY_HOUR};
+use super::events::{delete_found, write_in, BY_EVENT_ID};
 use super::*;
 
 impl SqliteStore {
     pub(super) async fn delete_event_in(&self, event_id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query(&format!("DELETE FROM events WHERE {ID_ON_ANY_HOUR}?"))
-            .bind(event_id.as_bytes().to_vec())
-            .execute(&self.writer)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() > 0)
+        let id = event_id.as_bytes().to_vec();
+        let found = self.find_rows(&BY_EVENT_ID, &id).await?;
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let deleted = delete_found(&mut tx, &BY_EVENT_ID, &found, &id).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(deleted > 0)
     }
 
     pub(super) async fn delete_errors_in(&self, ids: &[i64]) -> Result<u64, StoreError> {

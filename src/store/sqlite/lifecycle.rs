@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::events::{delete_found, BY_SESSION};
 use super::*;
 use crate::store::rebuild::{self, Recount};
 use crate::store::{Erased, Expired, Lifecycle, Progress, StatsKind};
@@ -39,7 +40,20 @@ impl Lifecycle for SqliteStore {
     }
 
     async fn erase_session(&self, session_id: &str) -> Result<Erased, StoreError> {
-        self.erase_in(session_id).await
+        // The session's hours are found on a reader (see `find_rows`), so the
+        // writer holds its lock only for the deletes.
+        let session_id = session_id.to_owned();
+        let found = self.find_rows(&BY_SESSION, &session_id).await?;
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let events = delete_found(&mut tx, &BY_SESSION, &found, &session_id).await?;
+        let errors = sqlx::query("DELETE FROM event_errors WHERE session_id = $1")
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        tx.commit().await.map_err(classify)?;
+        Ok(Erased { events, errors })
     }
 
     async fn rebuild_rollups(&self, progress: Progress<'_>) -> Result<u64, StoreError> {

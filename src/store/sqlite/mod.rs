@@ -276,11 +276,11 @@ impl Store for SqliteStore {
 
 impl_access!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
 impl_curation!(SqliteStore, write: writer, read: reader, json_in: "", json_out: "");
-impl_erase!(SqliteStore, write: writer, events_of_session: format!("{}$1", events::SESSION_ON_ANY_HOUR));
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::EventSink;
 
     async fn temp_store(store: &SqliteStore) -> i64 {
         sqlx::query_scalar("PRAGMA temp_store").fetch_one(&store.writer).await.unwrap()
@@ -301,5 +301,100 @@ mod tests {
         assert_eq!(temp_store(&store).await, 2);
         assert!(store.migrate().await.unwrap().is_empty());
         assert_eq!(temp_store(&store).await, 2);
+    }
+
+    async fn migrated_store(dir: &tempfile::TempDir) -> SqliteStore {
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}", dir.path().join("the-eye.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// An event of `session` at `hour` hours after a midnight, `second` into it.
+    fn event_at(session: &str, hour: i64, second: i64) -> crate::store::NewEvent {
+        let micros = 1_599_955_200_000_000 + hour * 3_600_000_000 + second * 1_000_000;
+        crate::store::NewEvent {
+            event: crate::domain::ValidEvent {
+                event_id: Uuid::new_v4(),
+                session_id: session.into(),
+                category: "page interaction".into(),
+                name: "pageview".into(),
+                data: serde_json::Map::new(),
+                timestamp: Timestamp::from_micros(micros).unwrap(),
+            },
+            received_at: Utc::now(),
+            application: None,
+        }
+    }
+
+    /// An admin's delete and an erasure find their rows on a reader: that
+    /// needs nothing of the writer, even while a worker's transaction holds
+    /// it. The writer then deletes the rows in the hours found, and any row
+    /// of that value stored after the reader looked, in whichever hour.
+    #[tokio::test]
+    async fn rows_are_found_on_a_reader_and_deleted_on_the_writer_with_any_stored_since() {
+        use events::{delete_found, BY_SESSION};
+        let dir = tempfile::tempdir().unwrap();
+        let store = migrated_store(&dir).await;
+        let batch = WriteBatch {
+            events: vec![event_at("s", 0, 1), event_at("s", 5, 2), event_at("other", 5, 3)],
+            errors: vec![],
+        };
+        store.write(&batch).await.unwrap();
+
+        // The writer pool's one connection, inside a write transaction.
+        let mut busy = store.writer.begin().await.unwrap();
+        sqlx::query("UPDATE rollup_hold SET held = held").execute(&mut *busy).await.unwrap();
+        // A guard against hanging, not a measure of speed.
+        let found = tokio::time::timeout(Duration::from_secs(60), store.find_rows(&BY_SESSION, &"s".to_owned()))
+            .await
+            .expect("finding rows waits for no writer")
+            .unwrap();
+        busy.rollback().await.unwrap();
+        let first_hour = 1_599_955_200 / 3_600;
+        assert_eq!(found.hours, format!("[{},{}]", first_hour, first_hour + 5));
+
+        // Stored after the reader looked, in an hour it saw none of.
+        store.write(&WriteBatch { events: vec![event_at("s", 9, 4)], errors: vec![] }).await.unwrap();
+        let mut tx = store.writer.begin().await.unwrap();
+        assert_eq!(delete_found(&mut tx, &BY_SESSION, &found, &"s".to_owned()).await.unwrap(), 3);
+        tx.commit().await.unwrap();
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT session_id FROM events").fetch_all(&store.reader).await.unwrap();
+        assert_eq!(left, ["other"]);
+    }
+
+    /// The writer's deletes seek: one step down the hour-keyed index for each
+    /// hour found, and a range of rowids for the rows stored since. Neither
+    /// scans the table or skip-scans the hours.
+    #[tokio::test]
+    async fn the_writer_deletes_by_seeking_not_scanning() {
+        use events::{BY_EVENT_ID, BY_SESSION};
+        let dir = tempfile::tempdir().unwrap();
+        let store = migrated_store(&dir).await;
+        for (key, index) in [(&BY_EVENT_ID, "events_hour_event_id"), (&BY_SESSION, "events_hour_session")] {
+            let plan = |sql: String| {
+                let reader = store.reader.clone();
+                async move {
+                    sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                        .bind("[1]")
+                        .bind("x")
+                        .fetch_all(&reader)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get::<String, _>("detail"))
+                        .collect::<Vec<_>>()
+                }
+            };
+            let in_hours = plan(key.delete_in_hours()).await;
+            let seek = format!("INDEX {index} (<expr>=? AND ");
+            assert!(in_hours.iter().any(|d| d.starts_with("SEARCH events USING") && d.contains(&seek)), "{in_hours:?}");
+            let since = plan(key.delete_since()).await;
+            assert!(since.iter().any(|d| d.contains("SEARCH events USING INTEGER PRIMARY KEY (rowid>?)")), "{since:?}");
+            for detail in in_hours.iter().chain(&since) {
+                assert!(!detail.starts_with("SCAN events") && !detail.contains("RECURSIVE"), "{detail}");
+            }
+        }
     }
 }
