@@ -28,6 +28,10 @@
 //! SQLite a reader finds the hours holding the rows first, so that the
 //! writer never runs the skip scan that finds them).
 
+/// An erasure's delete of a session's event errors (`$1`, the session id),
+/// found by the `session_id` taken from their payload.
+pub(super) const DELETE_SESSION_ERRORS: &str = "DELETE FROM event_errors WHERE session_id = $1";
+
 /// The admin's reads beyond pages, for a backend from its read pool and
 /// database type: inherent `count_events_in`, `count_errors_in`,
 /// `events_stored_after_in` and `sessions_in`. The backend's module must

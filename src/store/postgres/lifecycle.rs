@@ -124,7 +124,7 @@ impl Lifecycle for PostgresStore {
         let mut erased = Erased::default();
         for (sql, out) in [
             ("DELETE FROM events WHERE session_id = $1", &mut erased.events),
-            ("DELETE FROM event_errors WHERE session_id = $1", &mut erased.errors),
+            (crate::store::shared::DELETE_SESSION_ERRORS, &mut erased.errors),
         ] {
             *out = sqlx::query(sql).bind(&session_id).execute(&mut *tx).await.map_err(classify)?.rows_affected();
         }

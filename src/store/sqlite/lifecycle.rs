@@ -46,7 +46,7 @@ impl Lifecycle for SqliteStore {
         let found = self.find_rows(&BY_SESSION, &session_id).await?;
         let mut tx = self.writer.begin().await.map_err(classify)?;
         let events = delete_found(&mut tx, &BY_SESSION, &found, &session_id).await?;
-        let errors = sqlx::query("DELETE FROM event_errors WHERE session_id = $1")
+        let errors = sqlx::query(crate::store::shared::DELETE_SESSION_ERRORS)
             .bind(&session_id)
             .execute(&mut *tx)
             .await
