@@ -294,8 +294,7 @@ mod tests {
     #[tokio::test]
     async fn migrating_leaves_the_writer_keeping_its_temporary_data_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::connect(&format!("sqlite://{}", dir.path().join("the-eye.db").display())).await.unwrap();
+        let store = store_in(&dir).await;
         assert_eq!(temp_store(&store).await, 2);
         assert!(!store.migrate().await.unwrap().is_empty());
         assert_eq!(temp_store(&store).await, 2);
@@ -303,28 +302,36 @@ mod tests {
         assert_eq!(temp_store(&store).await, 2);
     }
 
+    /// A store in `dir`, not migrated.
+    async fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::connect(&format!("sqlite://{}", dir.path().join("the-eye.db").display())).await.unwrap()
+    }
+
     async fn migrated_store(dir: &tempfile::TempDir) -> SqliteStore {
-        let store =
-            SqliteStore::connect(&format!("sqlite://{}", dir.path().join("the-eye.db").display())).await.unwrap();
+        let store = store_in(dir).await;
         store.migrate().await.unwrap();
         store
     }
 
-    /// An event of `session` at `hour` hours after a midnight, `second` into it.
-    fn event_at(session: &str, hour: i64, second: i64) -> crate::store::NewEvent {
-        let micros = 1_599_955_200_000_000 + hour * 3_600_000_000 + second * 1_000_000;
+    /// A valid page view of `session` at `micros` (also the WAL's tests').
+    pub(super) fn event_at_micros(session: &str, micros: i64) -> crate::store::NewEvent {
         crate::store::NewEvent {
             event: crate::domain::ValidEvent {
                 event_id: Uuid::new_v4(),
                 session_id: session.into(),
                 category: "page interaction".into(),
                 name: "pageview".into(),
-                data: serde_json::Map::new(),
+                data: serde_json::json!({"host": "h", "path": "/"}).as_object().unwrap().clone(),
                 timestamp: Timestamp::from_micros(micros).unwrap(),
             },
             received_at: Utc::now(),
             application: None,
         }
+    }
+
+    /// An event of `session` at `hour` hours after a midnight, `second` into it.
+    fn event_at(session: &str, hour: i64, second: i64) -> crate::store::NewEvent {
+        event_at_micros(session, 1_599_955_200_000_000 + hour * 3_600_000_000 + second * 1_000_000)
     }
 
     /// An admin's delete and an erasure find their rows on a reader: that

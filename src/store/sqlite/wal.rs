@@ -116,30 +116,13 @@ pub(super) async fn write(writer: &SqlitePool, wal: &Arc<Wal>, batch: &WriteBatc
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-    use serde_json::json;
-    use uuid::Uuid;
-
     use super::*;
-    use crate::domain::{Timestamp, ValidEvent};
+    use crate::store::sqlite::tests::event_at_micros;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{EventSink, NewEvent, Store};
+    use crate::store::{EventSink, Store};
 
     fn batch(n: usize) -> WriteBatch {
-        let events = (0..n)
-            .map(|i| NewEvent {
-                event: ValidEvent {
-                    event_id: Uuid::new_v4(),
-                    session_id: format!("s{i}"),
-                    category: "page interaction".into(),
-                    name: "pageview".into(),
-                    data: json!({"host": "h", "path": "/"}).as_object().unwrap().clone(),
-                    timestamp: Timestamp::from_micros(1_700_000_000_000_000 + i as i64).unwrap(),
-                },
-                received_at: Utc::now(),
-                application: None,
-            })
-            .collect();
+        let events = (0..n).map(|i| event_at_micros(&format!("s{i}"), 1_700_000_000_000_000 + i as i64)).collect();
         WriteBatch { events, errors: vec![] }
     }
 
