@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
             if args.cold { " (cold)" } else { "" },
             median(took),
             args.rounds,
-            median(longest.clone()),
+            median(longest),
             max
         );
     }
