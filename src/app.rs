@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -24,8 +25,9 @@ use crate::metrics::Metrics;
 use crate::queue::{Queue, RedisQueue, Spool};
 use crate::rate;
 use crate::store::{self, Store};
+use crate::tasks::{self, Background};
 use crate::worker::{CatalogCache, Worker};
-use crate::{admin, api, http_error, request_log, server, tasks};
+use crate::{admin, api, http_error, request_log, server};
 
 /// What every handler shares, behind one `Arc`: axum clones the state for
 /// every middleware and extractor of every request, and one reference count
@@ -138,11 +140,13 @@ impl App {
         let settings = self.state.settings.clone();
         let deadline = settings.http.shutdown_timeout;
         let stop_workers = CancellationToken::new();
-        let mut workers = tasks::spawn_workers(&self.worker, settings.worker.workers, &stop_workers);
+        let background = Background::start().context("cannot start the workers' runtime")?;
+        let mut workers =
+            tasks::spawn_workers(background.handle(), &self.worker, settings.worker.workers, &stop_workers);
         if settings.worker.workers > 0 {
             let store = self.state.store.clone();
             let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
-            workers.push(tasks::spawn_upkeep(store, retention, every, &stop_workers));
+            workers.push(tasks::spawn_upkeep(background.handle(), store, retention, every, &stop_workers));
         }
 
         let draining = self.state.draining.clone();
@@ -161,6 +165,8 @@ impl App {
             tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
         }
         self.state.store.close().await;
+        // After the store: its connections may be registered with this runtime.
+        drop(background);
         tracing::info!("stopped");
         Ok(())
     }
@@ -186,9 +192,17 @@ impl App {
             None => None,
         };
         let stop = CancellationToken::new();
-        let mut workers = tasks::spawn_workers(&self.worker, settings.worker.workers.max(1), &stop);
+        let background = match Background::start() {
+            Ok(background) => background,
+            Err(e) => {
+                self.state.store.close().await;
+                return Err(anyhow::Error::new(e).context("cannot start the workers' runtime"));
+            }
+        };
+        let mut workers =
+            tasks::spawn_workers(background.handle(), &self.worker, settings.worker.workers.max(1), &stop);
         let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
-        workers.push(tasks::spawn_upkeep(self.state.store.clone(), retention, every, &stop));
+        workers.push(tasks::spawn_upkeep(background.handle(), self.state.store.clone(), retention, every, &stop));
         let health = match listener {
             Some(listener) => {
                 tracing::info!(url = %format!("http://{}", listener.local_addr()?), "worker health endpoints");
@@ -216,6 +230,8 @@ impl App {
             let _ = h.await;
         }
         self.state.store.close().await;
+        // After the store: its connections may be registered with this runtime.
+        drop(background);
         tracing::info!("stopped");
         Ok(())
     }

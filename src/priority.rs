@@ -15,7 +15,9 @@
 //! Linux keeps a nice value per thread; sqlx starts one thread for each
 //! SQLite connection and names it, so the store's threads are found by name
 //! in `/proc/self/task`; the workers' validation threads lower their own
-//! (see `worker::validation`). Elsewhere this does nothing.
+//! (see `worker::validation`), and so do the threads of the runtime the
+//! workers run on (`tasks::Background`; twenty-sixth session). Elsewhere
+//! this does nothing.
 
 /// The nice value of background threads (0 is the default, 19 the lowest).
 const NICE: i32 = 10;

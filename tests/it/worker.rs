@@ -241,7 +241,8 @@ async fn a_worker_that_panics_is_started_again_and_its_batch_is_not_lost() {
     let (worker, faulty) = faulty_worker(&app).await;
     faulty.panics.store(1, Ordering::SeqCst);
     let stop = CancellationToken::new();
-    let workers = the_eye::tasks::spawn_workers(&worker, 1, &stop);
+    let background = the_eye::tasks::Background::start().unwrap();
+    let workers = the_eye::tasks::spawn_workers(background.handle(), &worker, 1, &stop);
     let ids = app.accept(&serde_json::json!([pageview("panic", 1), pageview("panic", 2)])).await;
 
     // The first write panics and takes the worker task with it; the
