@@ -192,17 +192,14 @@ impl App {
             None => None,
         };
         let stop = CancellationToken::new();
-        let background = match Background::start() {
-            Ok(background) => background,
-            Err(e) => {
-                self.state.store.close().await;
-                return Err(anyhow::Error::new(e).context("cannot start the workers' runtime"));
-            }
-        };
-        let mut workers =
-            tasks::spawn_workers(background.handle(), &self.worker, settings.worker.workers.max(1), &stop);
+        // On this runtime, not on a `Background` of their own as in `serve`:
+        // this process serves no requests for them to make way for, and
+        // here, beside PostgreSQL and Redis, the lower priority cost the
+        // batched rate 2–14 % (docs/benchmarks.md, twenty-sixth session).
+        let here = tokio::runtime::Handle::current();
+        let mut workers = tasks::spawn_workers(&here, &self.worker, settings.worker.workers.max(1), &stop);
         let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
-        workers.push(tasks::spawn_upkeep(background.handle(), self.state.store.clone(), retention, every, &stop));
+        workers.push(tasks::spawn_upkeep(&here, self.state.store.clone(), retention, every, &stop));
         let health = match listener {
             Some(listener) => {
                 tracing::info!(url = %format!("http://{}", listener.local_addr()?), "worker health endpoints");
@@ -230,8 +227,6 @@ impl App {
             let _ = h.await;
         }
         self.state.store.close().await;
-        // After the store: its connections may be registered with this runtime.
-        drop(background);
         tracing::info!("stopped");
         Ok(())
     }
