@@ -69,3 +69,34 @@ print(f"  spool: {n:.0f} group commits, mean {value('the_eye_spool_commit_second
       f"(p99 <= {p99 * 1e3:.1f} ms), {size:.1f} entries a group")
 PY
 }
+
+# The scaled deployment in data dir $1: a durable redis-server of its own, a
+# new PostgreSQL database at PG_URL, one ingest node (`serve --no-worker`) on
+# ADDR and one `worker`, of the build EYE. Sets PIDS to "ingest worker
+# redis" and KEY; stop_scaled ends them and drops the database.
+start_scaled() { # DIR
+    local dir=$1 port db
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" --appendonly yes \
+        --appendfsync always --maxmemory-policy noeviction >/dev/null &
+    local redis_pid=$!
+    db="the_eye_bench_$(date +%s%N)"
+    psql "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+    BENCH_DB="$db"
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+    export THE_EYE_DATABASE_URL="${PG_URL%/*}/$db" THE_EYE_REDIS_URL="redis://127.0.0.1:$port" THE_EYE_LOG=warn
+    "$EYE" --data-dir "$dir" migrate 2>/dev/null
+    # shellcheck disable=SC2034 # the caller's load generator sends it
+    KEY=$(app_key "$EYE" "$dir")
+    "$EYE" --data-dir "$dir" serve --listen "$ADDR" --no-worker &
+    local ingest_pid=$!
+    "$EYE" --data-dir "$dir" worker &
+    PIDS="$ingest_pid $! $redis_pid"
+}
+
+stop_scaled() {
+    # shellcheck disable=SC2086
+    kill -TERM $PIDS 2>/dev/null; wait $PIDS 2>/dev/null || true
+    unset THE_EYE_DATABASE_URL THE_EYE_REDIS_URL
+    psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
+}

@@ -5,6 +5,10 @@
 #
 #   bench/once.sh BIN accepted [BATCH] [CONNECTIONS] [SECONDS]   # ingest and spool alone (no workers)
 #   bench/once.sh BIN stored   [BATCH] [CONNECTIONS] [SECONDS]   # end to end, until the queue is empty
+#   bench/once.sh BIN scaled 100 16 10         # the same in the scaled deployment, as bench/run.sh's
+#                                              # scaled row: one ingest node and one worker on PostgreSQL
+#                                              # (PG_URL, default postgres://postgres@127.0.0.1:5432/test)
+#                                              # and a redis-server of its own
 #
 #   PREFILL_DIR=bench/.prefill-10000000 bench/once.sh BIN stored   # on a copy of a prefilled store
 #   FILL_TODAY=333333 PREFILL_DIR=… bench/once.sh BIN stored   # its today first topped up to 333,333
@@ -25,16 +29,30 @@ dir=$(mktemp -d)
 if [ -n "${PREFILL_DIR:-}" ]; then
     copy_store "$PREFILL_DIR" "$dir"
 fi
-KEY=$(app_key "$BIN" "$dir" "bench-$RANDOM")
 workers=; drain=--drain
 if [ "$MODE" = accepted ]; then workers=0; drain=; fi
-env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${workers:+THE_EYE_WORKERS=$workers} \
-    "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
-pid=$!
+if [ "$MODE" = scaled ]; then
+    sync
+    EYE=$BIN PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+    export THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off
+    start_scaled "$dir" 2>/dev/null
+    pids=${PIDS% *} # the ingest node and the worker, not Redis
+else
+    KEY=$(app_key "$BIN" "$dir" "bench-$RANDOM")
+    env THE_EYE_RATE_LIMIT_IP=off THE_EYE_RATE_LIMIT_APP=off THE_EYE_LOG=error ${workers:+THE_EYE_WORKERS=$workers} \
+        "$BIN" --data-dir "$dir" serve --listen "$ADDR" 2>/dev/null &
+    pids=$!
+fi
 wait_for_port
 out=$(target/release/loadgen --addr "$ADDR" --key "$KEY" --connections "$CONNS" --seconds "$SECS" --batch "$BATCH" --random-ids $drain \
     ${RATE:+--rate "$RATE"} ${SESSIONS:+--sessions "$SESSIONS"} --json)
-rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
-kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+rss=0
+for pid in $pids; do rss=$((rss + $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status"))); done
+if [ "$MODE" = scaled ]; then
+    stop_scaled
+else
+    kill -TERM "$pids"; wait "$pids" 2>/dev/null || true
+fi
 rm -rf "$dir"
+if [ "$MODE" = scaled ]; then MODE=stored; fi
 python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f\"{round(d['${MODE}_events_per_s'])} events/s $MODE  p50 {d['latency_us']['p50']} µs  p99 {d['latency_us']['p99']} µs  peak RSS {sys.argv[2]} MB\")" "$out" "$rss"
