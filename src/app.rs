@@ -195,7 +195,7 @@ impl App {
         // On this runtime, not on a `Background` of their own as in `serve`:
         // this process serves no requests for them to make way for, and
         // here, beside PostgreSQL and Redis, the lower priority cost the
-        // batched rate 2–14 % (docs/benchmarks.md, twenty-sixth session).
+        // batched rate (median 2 %, up to 14 %; docs/benchmarks.md, twenty-sixth session).
         let here = tokio::runtime::Handle::current();
         let mut workers = tasks::spawn_workers(&here, &self.worker, settings.worker.workers.max(1), &stop);
         let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
