@@ -54,6 +54,9 @@ const WRITER_CACHE_KIB: u32 = 8192;
 /// the checkpointer's connections), which run at a lower CPU priority.
 const WRITER_THREADS: &str = "eye-store-w";
 
+/// Connections that read, each on a thread of its own (see `connect`).
+const READERS: u32 = 4;
+
 /// Rows per multi-row INSERT: 8 parameters each, far below SQLite's limit.
 const INSERT_CHUNK: usize = 100;
 
@@ -143,11 +146,26 @@ impl SqliteStore {
             .connect_with(writer_options)
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        // Every reader is opened now and kept: sqlx starts a connection's
+        // thread from the thread that opens it, and a thread starts at its
+        // creator's nice. Opened later by whichever task first needed it, a
+        // reader opened by a worker (at the lower priority of the workers'
+        // runtime, `tasks::Background`) would serve the API's and the
+        // admin's reads at that priority too, and it cannot be raised again.
+        // (A reader lost to an error is opened again by whoever needs it
+        // next; a local SQLite file hardly ever loses one.)
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(READERS)
+            .min_connections(READERS)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        let opened = futures_util::future::try_join_all((0..READERS).map(|_| reader.acquire()))
+            .await
+            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        drop(opened);
         let checkpointer = checkpoint::spawn(options.thread_name(|n| format!("{WRITER_THREADS}{n}")))
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
@@ -300,6 +318,53 @@ mod tests {
         assert_eq!(temp_store(&store).await, 2);
         assert!(store.migrate().await.unwrap().is_empty());
         assert_eq!(temp_store(&store).await, 2);
+    }
+
+    /// The nice of every thread of this process whose name starts with `prefix`.
+    #[cfg(target_os = "linux")]
+    fn nice_of_threads_named(prefix: &str) -> Vec<i32> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let task = task.ok()?;
+                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                let tid = rustix::process::Pid::from_raw(task.file_name().to_str()?.parse().ok()?)?;
+                name.starts_with(prefix).then(|| rustix::process::getpriority_process(Some(tid)).ok())?
+            })
+            .collect()
+    }
+
+    /// Readers wanted all at once by a thread at the background priority
+    /// (as the workers' runtime is) start no thread of their own: every
+    /// reader was opened with the store, at the nice of the thread that
+    /// opened it, so the API's reads never run at the workers' priority.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn readers_keep_the_priority_of_the_thread_that_opened_the_store() {
+        let mine = rustix::process::getpriority_process(None).unwrap();
+        if mine >= 10 {
+            eprintln!("SKIPPED readers' priority: the tests already run at nice {mine}, no lower one to tell apart");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir).await;
+        let reader = store.reader.clone();
+        let (theirs, readers) = std::thread::spawn(move || {
+            crate::priority::lower_this_thread();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let held = futures_util::future::try_join_all((0..READERS).map(|_| reader.acquire())).await.unwrap();
+                assert_eq!(held.len(), READERS as usize);
+                // While they are held: each is a live thread.
+                let theirs = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+                (theirs, nice_of_threads_named("eye-store-r"))
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(theirs > mine, "the reading thread was lowered ({theirs} against {mine})");
+        assert!(readers.len() >= READERS as usize, "{readers:?}");
+        assert!(readers.iter().all(|&nice| nice == mine), "readers' nice values: {readers:?}, the tests' {mine}");
     }
 
     /// A store in `dir`, not migrated.
