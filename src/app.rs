@@ -140,13 +140,20 @@ impl App {
         let settings = self.state.settings.clone();
         let deadline = settings.http.shutdown_timeout;
         let stop_workers = CancellationToken::new();
-        let background = Background::start().context("cannot start the workers' runtime")?;
-        let mut workers =
-            tasks::spawn_workers(background.handle(), &self.worker, settings.worker.workers, &stop_workers);
+        // The workers' own runtime only where nothing they open is tied to
+        // it: a PostgreSQL or Redis connection a worker opened there would
+        // be driven by its one niced thread for every request that used it.
+        let background = if self.state.store.runtime_io() || self.state.queue.runtime_io() {
+            None
+        } else {
+            Some(Background::start().context("cannot start the workers' runtime")?)
+        };
+        let runtime = background.as_ref().map_or_else(tokio::runtime::Handle::current, |b| b.handle().clone());
+        let mut workers = tasks::spawn_workers(&runtime, &self.worker, settings.worker.workers, &stop_workers);
         if settings.worker.workers > 0 {
             let store = self.state.store.clone();
             let (retention, every) = (settings.store.retention, settings.store.upkeep_interval);
-            workers.push(tasks::spawn_upkeep(background.handle(), store, retention, every, &stop_workers));
+            workers.push(tasks::spawn_upkeep(&runtime, store, retention, every, &stop_workers));
         }
 
         let draining = self.state.draining.clone();
@@ -165,7 +172,7 @@ impl App {
             tracing::warn!(?deadline, "workers still busy at the deadline; their batches will be redelivered");
         }
         self.state.store.close().await;
-        // After the store: its connections may be registered with this runtime.
+        // Last: nothing runs on it any more.
         drop(background);
         tracing::info!("stopped");
         Ok(())

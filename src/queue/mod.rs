@@ -81,6 +81,16 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     /// Appends entries durably: when this returns `Ok`, a crash loses none of them.
     async fn enqueue(&self, entries: Vec<Envelope>) -> Result<(), QueueError>;
 
+    /// Whether its connections are sockets driven by the tokio runtime
+    /// that opened them (so a connection a worker opened on the workers'
+    /// runtime would wake every later user through that runtime's niced
+    /// thread), rather than threads of their own. `serve` runs its workers
+    /// on a runtime of their own (`tasks::Background`) only when neither
+    /// backend's is: SQLite and the spool.
+    fn runtime_io(&self) -> bool {
+        true
+    }
+
     /// Takes up to `max` entries no other consumer holds; waits up to `wait` for one when empty.
     async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
 

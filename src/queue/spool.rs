@@ -668,6 +668,11 @@ fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
 
 #[async_trait]
 impl Queue for Spool {
+    /// Its writer and readers are threads of its own.
+    fn runtime_io(&self) -> bool {
+        false
+    }
+
     async fn enqueue(&self, entries: Vec<Envelope>) -> Result<(), QueueError> {
         if entries.is_empty() {
             return Ok(());

@@ -664,6 +664,15 @@ pub trait Store: EventSink + EventReader + Access + Curation + Lifecycle {
     /// then folds its WAL back into the database file, so that the file alone
     /// holds every stored event; PostgreSQL ends its backends cleanly.
     async fn close(&self);
+    /// Whether its connections are sockets driven by the tokio runtime
+    /// that opened them (so a connection a worker opened on the workers'
+    /// runtime would wake every later user through that runtime's niced
+    /// thread), rather than threads of their own. `serve` runs its workers
+    /// on a runtime of their own (`tasks::Background`) only when neither
+    /// backend's is: SQLite and the spool.
+    fn runtime_io(&self) -> bool {
+        true
+    }
 }
 
 /// An application from its stored columns; `origins` is the JSON array as text.

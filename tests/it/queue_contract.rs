@@ -434,3 +434,15 @@ async fn redis_settles_the_events_of_one_entry_one_by_one() {
     assert_eq!(q.depth().await.unwrap(), 0);
     h.cleanup().await;
 }
+
+/// Only the spool's connections are threads of its own; Redis's are
+/// sockets the runtime that opened them drives (see the store's twin of
+/// this test, `only_sqlite_keeps_its_connections_off_the_runtime`).
+#[tokio::test]
+async fn only_the_spool_keeps_its_connections_off_the_runtime() {
+    let spool = SpoolHarness::new().await.unwrap();
+    assert!(!spool.open(10).await.runtime_io());
+    let Some(redis) = RedisHarness::new().await else { return };
+    assert!(redis.open(10).await.runtime_io());
+    redis.cleanup().await;
+}

@@ -1159,3 +1159,16 @@ async fn sqlite_checkpoints_in_the_background() {
     .await;
     assert_eq!(store.events(&query(10)).await.unwrap().items.len(), 7, "and the store still reads them");
 }
+
+/// Only SQLite's connections are threads of their own; PostgreSQL's are
+/// sockets the runtime that opened them drives. `serve` gives its workers a
+/// runtime of their own (`tasks::Background`) only when neither backend's
+/// connections are tied to one.
+#[tokio::test]
+async fn only_sqlite_keeps_its_connections_off_the_runtime() {
+    let sqlite = SqliteHarness::new().await.unwrap();
+    assert!(!sqlite.open().await.runtime_io());
+    let Some(postgres) = PostgresHarness::new().await else { return };
+    assert!(postgres.open().await.runtime_io());
+    postgres.cleanup().await;
+}

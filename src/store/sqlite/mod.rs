@@ -238,6 +238,11 @@ fn text(s: &str) -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Each connection is a thread of sqlx's.
+    fn runtime_io(&self) -> bool {
+        false
+    }
+
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {
         // Absent before the first migration: nothing applied yet.
         let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
