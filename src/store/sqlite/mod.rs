@@ -354,7 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(&dir).await;
         let reader = store.reader.clone();
-        let (theirs, readers) = std::thread::spawn(move || {
+        let niced = std::thread::spawn(move || {
             crate::priority::lower_this_thread();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
@@ -364,9 +364,11 @@ mod tests {
                 let theirs = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
                 (theirs, nice_of_threads_named("eye-store-r"))
             })
-        })
-        .join()
-        .unwrap();
+        });
+        // Awaited, not joined: a connection handed back goes back into the
+        // pool by a task of this test's runtime, which a blocking join would
+        // stop (and the thread's acquires would time out).
+        let (theirs, readers) = tokio::task::spawn_blocking(move || niced.join().unwrap()).await.unwrap();
         assert!(theirs > mine, "the reading thread was lowered ({theirs} against {mine})");
         assert!(readers.len() >= READERS as usize, "{readers:?}");
         assert!(readers.iter().all(|&nice| nice == mine), "readers' nice values: {readers:?}, the tests' {mine}");
