@@ -52,7 +52,7 @@ fn lower(tid: rustix::process::Pid) {
 
 /// The ids of this process's threads whose name starts with `prefix`.
 #[cfg(target_os = "linux")]
-fn threads_named(prefix: &str) -> Vec<rustix::process::Pid> {
+pub(crate) fn threads_named(prefix: &str) -> Vec<rustix::process::Pid> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
     tasks
         .filter_map(|task| {

@@ -4,12 +4,13 @@
 //! In `serve` on the embedded backends (SQLite and the spool) they run on
 //! a runtime of their own, [`Background`], not on the one that serves HTTP:
 //! one thread, and the blocking threads its tasks start (the spool's
-//! claims), all at the lower CPU priority of [`crate::priority`]. A worker's own work between the queue and the store
-//! (taking a batch, handing it to validation, building the store's
-//! statements, releasing the entries) then never delays a request's thread,
-//! as the validation and the store's writer already did not: end to end,
-//! one event a request, it stored more a second in 13 of 16 pairs in turns
-//! (median +10 %; docs/benchmarks.md, twenty-sixth session). With
+//! claims), all at the lower CPU priority of [`crate::priority`]. A
+//! worker's own work between the queue and the store (taking a batch,
+//! handing it to validation, building the store's statements, releasing the
+//! entries) then never delays a request's thread, as the validation and the
+//! store's writer already did not: end to end, one event a request, it
+//! stored more a second in 13 of 16 pairs in turns (median +10 %;
+//! docs/benchmarks.md, twenty-sixth session). With
 //! PostgreSQL or Redis they stay on the one runtime: a connection is then a
 //! socket driven by the runtime that opened it, and one a worker opened
 //! would wake every request that later used it through the niced thread

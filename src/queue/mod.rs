@@ -82,11 +82,8 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     async fn enqueue(&self, entries: Vec<Envelope>) -> Result<(), QueueError>;
 
     /// Whether its connections are sockets driven by the tokio runtime
-    /// that opened them (so a connection a worker opened on the workers'
-    /// runtime would wake every later user through that runtime's niced
-    /// thread), rather than threads of their own. `serve` runs its workers
-    /// on a runtime of their own (`tasks::Background`) only when neither
-    /// backend's is: SQLite and the spool.
+    /// that opened them, as `Store::runtime_io` asks of the store (which
+    /// says why it matters): Redis's are, the spool's threads are not.
     fn runtime_io(&self) -> bool {
         true
     }

@@ -156,7 +156,6 @@ impl SqliteStore {
         // next; a local SQLite file hardly ever loses one.)
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .min_connections(READERS)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options.clone())
@@ -328,14 +327,9 @@ mod tests {
     /// The nice of every thread of this process whose name starts with `prefix`.
     #[cfg(target_os = "linux")]
     fn nice_of_threads_named(prefix: &str) -> Vec<i32> {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| {
-                let task = task.ok()?;
-                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                let tid = rustix::process::Pid::from_raw(task.file_name().to_str()?.parse().ok()?)?;
-                name.starts_with(prefix).then(|| rustix::process::getpriority_process(Some(tid)).ok())?
-            })
+        crate::priority::threads_named(prefix)
+            .into_iter()
+            .filter_map(|tid| rustix::process::getpriority_process(Some(tid)).ok())
             .collect()
     }
 
