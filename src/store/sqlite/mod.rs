@@ -324,6 +324,49 @@ mod tests {
         assert_eq!(temp_store(&store).await, 2);
     }
 
+    /// The WAL file does not stay at its largest, and is not cut back under
+    /// load: a WAL file that grew past [`checkpoint::WAL_SIZE_LIMIT`] keeps
+    /// its size while commits keep coming (cutting it back at every restart
+    /// of the WAL cost the drain 15 %), and is emptied once the store is
+    /// idle. (SQLite's own `journal_size_limit`, set before on the
+    /// checkpointer's connection, which never commits, never cut it back
+    /// before the store was closed.)
+    #[tokio::test]
+    async fn an_oversized_wal_file_is_emptied_once_the_store_is_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir).await;
+        let wal = dir.path().join("the-eye.db-wal");
+        let size = || std::fs::metadata(&wal).unwrap().len();
+        let limit = checkpoint::WAL_SIZE_LIMIT;
+        sqlx::query("CREATE TABLE big (b BLOB)").execute(&store.writer).await.unwrap();
+        sqlx::query("CREATE TABLE small (n INTEGER)").execute(&store.writer).await.unwrap();
+        sqlx::query("INSERT INTO big VALUES (zeroblob(?))")
+            .bind(limit as i64 + 8 * 1024 * 1024)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let grown = size();
+        assert!(grown > limit, "the WAL grew to {grown} bytes");
+
+        // Small commits for longer than three checkpoint rounds: the WAL is
+        // copied and starts afresh meanwhile, in a file of the same size.
+        let busy_until = std::time::Instant::now() + 3 * checkpoint::EVERY + Duration::from_millis(500);
+        while std::time::Instant::now() < busy_until {
+            sqlx::query("INSERT INTO small VALUES (1)").execute(&store.writer).await.unwrap();
+            assert!(size() >= grown, "the WAL file was cut back under load, to {} bytes", size());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while size() > limit {
+            assert!(std::time::Instant::now() < deadline, "the idle store's WAL file still holds {} bytes", size());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM small").fetch_one(&store.reader).await.unwrap();
+        assert!(stored > 0);
+        store.close().await;
+    }
+
     /// The nice of every thread of this process whose name starts with `prefix`.
     #[cfg(target_os = "linux")]
     fn nice_of_threads_named(prefix: &str) -> Vec<i32> {
