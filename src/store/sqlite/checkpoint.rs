@@ -25,13 +25,16 @@
 //! the half-load acknowledgement tail, whose fsyncs share the disk with the
 //! checkpoints' (twenty-seventh session).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use super::wal::Wal;
 
 /// How often the checkpointer runs.
 pub(super) const EVERY: Duration = Duration::from_secs(1);
@@ -70,17 +73,17 @@ impl Drop for Checkpointer {
 }
 
 /// Opens the checkpointer's connection and starts it.
-pub(super) async fn spawn(options: SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
+/// `wal`: the store's WAL file, `None` in memory (nothing to cut back).
+pub(super) async fn spawn(options: SqliteConnectOptions, wal: Option<Arc<Wal>>) -> Result<Checkpointer, sqlx::Error> {
     // Never waits for a lock: a passive checkpoint takes none it would
     // wait for, and the cut-back ([`cut_back`]) rather gives up.
     let conn = options.busy_timeout(Duration::ZERO).connect().await?;
     let stop = CancellationToken::new();
-    let task = tokio::spawn(run(conn, stop.clone()));
+    let task = tokio::spawn(run(conn, wal, stop.clone()));
     Ok(Checkpointer { stop, task: std::sync::Mutex::new(Some(task)) })
 }
 
-async fn run(mut conn: SqliteConnection, stop: CancellationToken) {
-    let wal = wal_file(&mut conn).await;
+async fn run(mut conn: SqliteConnection, wal: Option<Arc<Wal>>, stop: CancellationToken) {
     let mut failing = false;
     // The WAL's frames when the last round found every one of them copied.
     let mut all_copied: Option<i64> = None;
@@ -102,7 +105,7 @@ async fn run(mut conn: SqliteConnection, stop: CancellationToken) {
                 tracing::trace!(frames, done, "store checkpoint");
                 let copied = (frames >= 0 && frames == done).then_some(frames);
                 // Copied twice with no commit in between: the store is idle.
-                if copied.is_some() && copied == all_copied && wal.as_deref().is_some_and(oversized) {
+                if copied.is_some() && copied == all_copied && wal.as_deref().is_some_and(|wal| oversized(wal.path())) {
                     cut_back(&mut conn).await;
                 }
                 all_copied = copied;
@@ -117,13 +120,6 @@ async fn run(mut conn: SqliteConnection, stop: CancellationToken) {
         }
     }
     let _ = conn.close().await;
-}
-
-/// The WAL file of the database `conn` has open; `None` in memory.
-async fn wal_file(conn: &mut SqliteConnection) -> Option<PathBuf> {
-    let file: String =
-        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'").fetch_one(conn).await.ok()?;
-    (!file.is_empty()).then(|| PathBuf::from(file + "-wal"))
 }
 
 /// Whether the WAL file holds more than [`WAL_SIZE_LIMIT`] bytes.

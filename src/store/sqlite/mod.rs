@@ -165,10 +165,6 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
         drop(opened);
-        let checkpointer = checkpoint::spawn(options.thread_name(|n| format!("{WRITER_THREADS}{n}")))
-            .await
-            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
-        crate::priority::lower_threads_named(WRITER_THREADS);
         // The file SQLite itself opened (none for an in-memory database),
         // if its journal is a WAL.
         let (mode, file): (String, String) = sqlx::query_as(
@@ -178,6 +174,10 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
         let wal = if mode.eq_ignore_ascii_case("wal") { wal::Wal::of(std::path::Path::new(&file)) } else { None };
+        let checkpointer = checkpoint::spawn(options.thread_name(|n| format!("{WRITER_THREADS}{n}")), wal.clone())
+            .await
+            .map_err(|e| StoreError::Setup(format!("opening {url}: {e}")))?;
+        crate::priority::lower_threads_named(WRITER_THREADS);
         Ok(Self { writer, reader, checkpointer: Arc::new(checkpointer), wal })
     }
 

@@ -57,6 +57,11 @@ impl Wal {
         Some(Arc::new(Self { path: path.into(), dir, dir_synced: AtomicBool::new(false) }))
     }
 
+    /// The WAL file's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// fdatasync of the WAL (and, the first time, of its directory), on a
     /// blocking thread. The file is opened anew each time, so the sync
     /// always reaches the file SQLite writes now.
