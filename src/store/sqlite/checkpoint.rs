@@ -8,11 +8,11 @@
 //! connection. Here a PASSIVE checkpoint runs every [`EVERY`] beside the
 //! writer, which never waits for it; and a page written by several batches
 //! between two checkpoints is copied once. The writer's own automatic
-//! checkpoint stays as a backstop at [`WRITER_BACKSTOP_PAGES`], for a
-//! checkpointer that falls behind. A checkpoint keeps `synchronous=FULL`'s
-//! fsyncs, so durability is unchanged. Measured in docs/benchmarks.md.
+//! checkpoint stays as a backstop at [`WRITER_BACKSTOP_PAGES`]. A checkpoint
+//! keeps `synchronous=FULL`'s fsyncs, so durability is unchanged. Measured
+//! in docs/benchmarks.md.
 //!
-//! Under steady writes the backstop is also what starts the WAL afresh: a
+//! Under steady writes the backstop is what starts the WAL afresh: a
 //! passive checkpoint beside a writer that keeps committing seldom copies
 //! the very last frame, and only a WAL copied to its end can be reused. So
 //! both numbers set how often a page is copied. Every second and at 80,000
